@@ -1,0 +1,164 @@
+"""The `harness` command line: parses arguments and calls the library; nothing else."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import yaml
+
+from zoo.registry import UnknownNameError
+
+LISTABLE = ("models", "settings", "metrics", "profiles", "degradations")
+
+
+def _catalogue(kind: str) -> list[dict[str, Any]]:
+    if kind == "models":
+        from zoo import MODELS
+
+        return [{"name": n, "summary": MODELS.get(n).summary, "source": MODELS.get(n).source} for n in MODELS]
+    if kind == "settings":
+        from harness.settings import SETTINGS
+
+        return [{"name": n, "version": s.version, "tasks": s.task_names, "description": s.description}
+                for n in SETTINGS for s in [SETTINGS.get(n)]]
+    if kind == "metrics":
+        from harness.metrics import METRICS
+
+        return [{"name": n, "description": (METRICS.get(n).__doc__ or "").splitlines()[0]} for n in METRICS]
+    if kind == "profiles":
+        from harness.profiles import PROFILES
+
+        return [{"name": n, "steps": p.steps, "batch_size": p.batch_size, "patch_size": p.patch_size,
+                 "description": p.description} for n in PROFILES for p in [PROFILES.get(n)]]
+    from harness.degradations import DEGRADATIONS
+
+    return [{"name": n, "description": (DEGRADATIONS.get(n).__doc__ or "").splitlines()[0]} for n in DEGRADATIONS]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print a registry."""
+    if args.kind not in LISTABLE:
+        raise UnknownNameError("list kind", args.kind, list(LISTABLE))
+    items = _catalogue(args.kind)
+    if args.format == "json":
+        print(json.dumps(items, indent=2))
+    else:
+        for item in items:
+            rest = {k: v for k, v in item.items() if k != "name"}
+            print(f"{item['name']:<22} " + "  ".join(str(v) if not isinstance(v, list) else ",".join(v) for v in rest.values()))
+    return 0
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--option expects KEY=VALUE, got '{pair}'")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def _print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profile: str | None = None) -> None:
+    from harness.settings import get_setting
+    from leaderboards import leaderboard, leaderboard_records
+
+    setting = get_setting(setting_name)
+    board = leaderboard(setting.name, uri, setting.task_names, setting.version, pick=pick, profile=profile)
+    if fmt == "json":
+        print(json.dumps({"setting": setting.name, "version": setting.version, "pick": pick,
+                          "rows": leaderboard_records(board, setting.task_names)}, indent=2))
+    elif fmt == "csv":
+        print(board.to_csv(index=False), end="")
+    elif board.empty:
+        print(f"no finished runs for setting '{setting.name}' v{setting.version} in {uri}")
+    else:
+        print(f"Leaderboard {setting.name} v{setting.version} ({pick} run per model; PSNR dB / SSIM)")
+        shown = board.drop(columns=["run_id", "data_fingerprint"])
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}" if v < 1.5 else f"{v:.2f}"))
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Train and evaluate one model on one setting, tracked in MLflow."""
+    from harness.config import RunConfig
+    from harness.submit import ClusterOptions, submit
+
+    run = RunConfig(model=args.model, setting=args.setting, variant=args.variant, profile=args.profile,
+                    seed=args.seed, steps=args.steps, data_root=args.data_root,
+                    model_options=_parse_options(args.option))
+    cluster = ClusterOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, max_failures=args.max_failures)
+    result = submit(run, cluster, args.tracking_uri)
+    print(f"\nFinished: MLflow run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
+    print(f"  browse: mlflow ui --backend-store-uri {result.tracking_uri}")
+    for key in sorted(result.metrics):
+        print(f"  {key:<22} {result.metrics[key]:.4f}")
+    print()
+    _print_board(args.setting, result.tracking_uri, "table")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Print the leaderboard of a setting from finished MLflow runs."""
+    from harness.config import tracking_uri
+
+    _print_board(args.setting, tracking_uri(args.tracking_uri), args.format, args.pick, args.profile)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="harness", description="Train, evaluate and rank image-restoration models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list models, settings, metrics, profiles or degradations")
+    p.add_argument("kind", help=" | ".join(LISTABLE))
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("submit", help="train and evaluate a model on a setting (Ray + MLflow)")
+    p.add_argument("--model", required=True, help="a name from `harness list models`")
+    p.add_argument("--setting", required=True, help="a name from `harness list settings`")
+    p.add_argument("--variant", default="tiny", help="paper | tiny (default: tiny, trains on a CPU)")
+    p.add_argument("--profile", default="default", help="training budget from `harness list profiles`")
+    p.add_argument("--steps", type=int, help="override the profile's number of steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", help="folder of real datasets (default: the embedded synthetic suite)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model configuration override")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or a local SQLite store)")
+    p.add_argument("--address", help="address of a running Ray cluster (default: start a local one)")
+    p.add_argument("--cpus", type=int, help="CPUs for the trial (default: all local CPUs)")
+    p.add_argument("--gpus", type=float, default=0.0, help="GPUs for the trial (fractions allowed)")
+    p.add_argument("--max-failures", type=int, default=0, help="retries of a crashed trial from its last checkpoint")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("leaderboard", help="rank the finished runs of a setting")
+    p.add_argument("--setting", required=True)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--pick", choices=["best", "latest"], default="best", help="which run stands for a model")
+    p.add_argument("--profile", help="only runs of this profile")
+    p.add_argument("--tracking-uri")
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `harness` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UnknownNameError, ValueError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from harness.submit import RunFailedError
+
+        if isinstance(err, RunFailedError):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

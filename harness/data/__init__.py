@@ -1,0 +1,22 @@
+"""Benchmark data: test pairs and training samples for a setting, from disk or embedded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.data.source import DataSource, TestPair, TrainSample
+from harness.settings import Setting
+
+
+def open_data(setting: Setting, data_root: str | Path | None = None) -> DataSource:
+    """The data for `setting`: real datasets under `data_root`, or the embedded suite when None."""
+    if data_root is None:
+        from harness.data.embedded import EmbeddedSuite
+
+        return EmbeddedSuite(setting)
+    raise NotImplementedError(
+        f"--data-root {data_root}: reading the real benchmark datasets is not implemented yet; "
+        "run without --data-root to use the embedded synthetic suite"
+    )
+
+
+__all__ = ["DataSource", "TestPair", "TrainSample", "open_data"]

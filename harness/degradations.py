@@ -1,0 +1,130 @@
+"""Synthetic degradation models, registered by name; all work on float RGB images in [0, 1].
+
+Every function takes the clean image (H x W x 3, float32 on the 8-bit grid) and a numpy
+Generator, and returns the degraded image quantised to 8 bits, as it would be stored on disk.
+Random parameters are drawn from the generator, so a fixed seed gives a fixed image.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy import ndimage, signal
+
+from zoo.registry import Registry
+
+DegradationFn = Callable[..., np.ndarray]
+DEGRADATIONS: Registry[DegradationFn] = Registry("degradation")
+
+
+def to_8bit_grid(image: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1] and round to the nearest 8-bit level."""
+    return (np.clip(np.round(image * 255.0), 0, 255) / 255.0).astype(np.float32)
+
+
+@DEGRADATIONS.register()
+def gaussian_noise(clean: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Additive white Gaussian noise of std `sigma` on the 0-255 scale, clipped then truncated.
+
+    Truncation (not rounding) to uint8 follows PromptIR's utils/degradation_utils.py, which the
+    all-in-one papers' published numbers use.
+    """
+    pixels = np.round(clean * 255.0)
+    noisy = np.clip(pixels + rng.standard_normal(clean.shape) * sigma, 0, 255)
+    return (np.floor(noisy) / 255.0).astype(np.float32)
+
+
+def _line_kernel(length: float, angle_deg: float, width: float = 0.0) -> np.ndarray:
+    """A normalised anti-aliased line segment of `length` pixels at `angle_deg`."""
+    size = int(np.ceil(length)) | 1
+    kernel = np.zeros((size, size), np.float64)
+    centre = size // 2
+    theta = np.deg2rad(angle_deg)
+    for t in np.linspace(-length / 2, length / 2, int(length * 4) + 1):
+        y, x = centre + t * np.sin(theta), centre + t * np.cos(theta)
+        y0, x0 = int(np.floor(y)), int(np.floor(x))
+        for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+            for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+                if 0 <= yy < size and 0 <= xx < size:
+                    kernel[yy, xx] += wy * wx
+    if width > 0:
+        kernel = ndimage.gaussian_filter(kernel, width)
+    return kernel / kernel.sum()
+
+
+@DEGRADATIONS.register()
+def rain(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    density: tuple[float, float] = (0.002, 0.006),
+    length: tuple[float, float] = (12.0, 30.0),
+    strength: tuple[float, float] = (0.5, 0.9),
+) -> np.ndarray:
+    """Light additive rain streaks (Rain100L-like): sparse drops smeared along one direction."""
+    h, w = clean.shape[:2]
+    drops = (rng.random((h, w)) < rng.uniform(*density)) * rng.uniform(0.6, 1.0, (h, w))
+    streak_len = rng.uniform(*length)
+    # Streaks fall within 25 degrees of vertical (a single wind direction per image).
+    kernel = _line_kernel(streak_len, 90.0 + rng.uniform(-25, 25), width=0.5)
+    streaks = signal.fftconvolve(drops, kernel * streak_len, mode="same")
+    streaks = np.clip(streaks * rng.uniform(*strength), 0, 1)[..., None]
+    return to_8bit_grid(clean + streaks * (1.0 - clean) * 0.9 + streaks * 0.1)
+
+
+def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
+    """A smooth random field in [0, 1] with correlation length about `scale` pixels."""
+    field = ndimage.gaussian_filter(rng.standard_normal((h, w)), scale, mode="reflect")
+    return (field - field.min()) / (np.ptp(field) + 1e-12)
+
+
+@DEGRADATIONS.register()
+def haze(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    beta: tuple[float, float] = (0.8, 1.6),
+    airlight: tuple[float, float] = (0.7, 1.0),
+) -> np.ndarray:
+    """Atmospheric scattering I = J*t + A*(1 - t), t = exp(-beta*d), with a smooth synthetic depth d.
+
+    The depth grows towards the top of the frame (a ground plane) plus a smooth random field, as
+    in RESIDE's outdoor sets where depth comes from an estimator.
+    """
+    h, w = clean.shape[:2]
+    ramp = np.linspace(1.0, 0.2, h)[:, None] * np.ones((1, w))
+    depth = 0.6 * ramp + 0.4 * _smooth_field(rng, h, w, scale=max(h, w) / 6)
+    transmission = np.exp(-rng.uniform(*beta) * depth)[..., None]
+    atmospheric = rng.uniform(*airlight)
+    return to_8bit_grid(clean * transmission + atmospheric * (1.0 - transmission))
+
+
+@DEGRADATIONS.register()
+def motion_blur(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    length: tuple[float, float] = (7.0, 17.0),
+) -> np.ndarray:
+    """Linear camera-motion blur: a line kernel of random length and direction."""
+    kernel = _line_kernel(rng.uniform(*length), rng.uniform(0, 180), width=0.3)
+    blurred = np.stack(
+        [ndimage.convolve(clean[..., c].astype(np.float64), kernel, mode="reflect") for c in range(3)], -1
+    )
+    return to_8bit_grid(blurred)
+
+
+@DEGRADATIONS.register()
+def low_light(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    gamma: tuple[float, float] = (1.4, 2.0),
+    scale: tuple[float, float] = (0.15, 0.35),
+    noise_sigma: tuple[float, float] = (2.0, 6.0),
+) -> np.ndarray:
+    """Under-exposure: scale * x**gamma plus sensor noise (std on the 0-255 scale), LOL-like."""
+    dark = rng.uniform(*scale) * np.power(clean, rng.uniform(*gamma))
+    noisy = dark + rng.standard_normal(clean.shape) * rng.uniform(*noise_sigma) / 255.0
+    return to_8bit_grid(noisy)
+
+
+def degrade(kind: str, clean: np.ndarray, rng: np.random.Generator, **params) -> np.ndarray:
+    """Apply the registered degradation `kind` with `params`."""
+    return DEGRADATIONS.get(kind)(clean, rng, **params)

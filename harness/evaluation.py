@@ -1,0 +1,80 @@
+"""Evaluation on every task of a setting: pad to the model's multiple, restore, crop, score."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness.data import DataSource
+from harness.metrics import score
+from harness.progress import Progress
+from harness.settings import Setting
+from zoo.contract import Conditioning, RestorationModel
+
+
+@dataclass
+class TaskResult:
+    """Per-image and mean scores of one task, plus one example for the record."""
+
+    task: str
+    per_image: dict[str, dict[str, float]]  # image -> metric -> value
+    means: dict[str, float]
+    example: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # degraded, restored, target
+
+
+@dataclass
+class EvaluationResult:
+    """Scores of a model on a setting: per task and averaged over tasks (the tables' "Average")."""
+
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+
+    def averages(self) -> dict[str, float]:
+        """Unweighted mean over tasks of each metric, as the papers' Average column."""
+        metrics = next(iter(self.tasks.values())).means.keys()
+        return {m: float(np.mean([t.means[m] for t in self.tasks.values()])) for m in metrics}
+
+    def flat_metrics(self) -> dict[str, float]:
+        """{'psnr/<task>': ..., 'ssim/<task>': ..., 'psnr/avg': ...} for tracking."""
+        flat = {f"{m}/{name}": v for name, t in self.tasks.items() for m, v in t.means.items()}
+        flat.update({f"{m}/avg": v for m, v in self.averages().items()})
+        return flat
+
+
+def restore(model: RestorationModel, degraded: Tensor, cond: Conditioning | None = None) -> Tensor:
+    """Run `model` on images of any size: reflect-pad to its multiple, then crop back."""
+    h, w = degraded.shape[-2:]
+    m = model.pad_multiple
+    pad_h, pad_w = (-h) % m, (-w) % m
+    x = F.pad(degraded, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else degraded
+    return model(x, cond)[..., :h, :w]
+
+
+def _to_tensor(image: np.ndarray, device) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
+
+
+@torch.no_grad()
+def evaluate(model: RestorationModel, setting: Setting, data: DataSource, device="cpu") -> EvaluationResult:
+    """Score `model` on every test pair of every task of `setting` (blind: no task label given)."""
+    model.to(device).eval()
+    result = EvaluationResult()
+    total = sum(len(data.test_pairs(t)) for t in setting.task_names)
+    progress, done = Progress("eval", total), 0
+    for task in setting.task_names:
+        per_image, example = {}, None
+        for pair in data.test_pairs(task):
+            degraded, target = _to_tensor(pair.degraded, device), _to_tensor(pair.target, device)
+            restored = restore(model, degraded)
+            per_image[pair.name] = {k: float(v.item()) for k, v in score(restored, target, setting.protocol).items()}
+            if example is None:
+                as_image = lambda t: t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # noqa: E731
+                example = (pair.degraded, as_image(restored), pair.target)
+            done += 1
+            progress.update(done, f"task {task}")
+        metrics = next(iter(per_image.values())).keys()
+        means = {m: float(np.mean([s[m] for s in per_image.values()])) for m in metrics}
+        result.tasks[task] = TaskResult(task, per_image, means, example)
+    return result

@@ -1,0 +1,35 @@
+"""Training budgets ("profiles"): how long and how big a run trains, by name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoo.registry import Registry
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Optimisation budget and recipe of a run (L1 loss, AdamW, cosine decay)."""
+
+    name: str
+    description: str
+    steps: int
+    batch_size: int
+    patch_size: int
+    lr: float
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)  # HAIR Sec. 4.1 (AdamW 0.9, 0.999)
+    warmup_fraction: float = 0.05
+    checkpoint_every: int = 100  # steps between Ray checkpoints (resume points)
+    log_every: int = 10  # steps between logged training metrics
+
+
+PROFILES: Registry[Profile] = Registry("profile")
+for _profile in (
+    Profile("smoke", "a few steps: checks that everything runs (tests)", steps=20, batch_size=4,
+            patch_size=48, lr=1e-3, checkpoint_every=10, log_every=5),
+    Profile("default", "the laptop budget: a couple of CPU minutes for a tiny model", steps=600,
+            batch_size=8, patch_size=64, lr=1e-3, checkpoint_every=200),
+    Profile("long", "a longer CPU/GPU run for meaningful small-model comparisons", steps=5000,
+            batch_size=16, patch_size=96, lr=5e-4, checkpoint_every=500, log_every=25),
+):
+    PROFILES.add(_profile.name, _profile)

@@ -1,0 +1,81 @@
+"""MLflow bookkeeping: one experiment per setting, one run per submission.
+
+The driver creates the run and ends it (FINISHED only after a successful evaluation, FAILED or
+KILLED otherwise); the Ray trial logs into it through an explicit tracking URI and run id,
+because MLflow's process-global state does not reach Ray workers (mlflow/mlflow#7206).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from harness.config import home
+
+PARAM_LIMIT = 6000  # MLflow's maximum param value length
+BATCH = 900  # MLflow accepts at most 1000 entities per log_batch
+
+
+def client(uri: str) -> MlflowClient:
+    """An MLflow client bound to `uri`."""
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mlflow: MlflowClient, setting: str) -> str:
+    """The experiment holding runs of `setting`, created (with a local artifact root) if needed."""
+    name = f"restoration-bench/{setting}"
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    artifacts = None
+    if mlflow.tracking_uri.startswith("sqlite:"):
+        artifacts = (home() / "artifacts").as_uri()
+    return mlflow.create_experiment(name, artifact_location=artifacts, tags={"setting": setting})
+
+
+def start_run(mlflow: MlflowClient, setting: str, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+    """Create a RUNNING run with tags and params; return its id."""
+    run = mlflow.create_run(experiment_id(mlflow, setting), run_name=run_name, tags=tags)
+    entries = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in params.items()]
+    for i in range(0, len(entries), BATCH):
+        mlflow.log_batch(run.info.run_id, params=entries[i : i + BATCH])
+    return run.info.run_id
+
+
+def log_metrics(mlflow: MlflowClient, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """Log a dict of metrics at `step` in one request."""
+    import time
+
+    now = int(time.time() * 1000)
+    entries = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for i in range(0, len(entries), BATCH):
+        mlflow.log_batch(run_id, metrics=entries[i : i + BATCH])
+
+
+def set_tags(mlflow: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    """Set several tags at once."""
+    mlflow.log_batch(run_id, tags=[RunTag(k, str(v)[:PARAM_LIMIT]) for k, v in tags.items()])
+
+
+def log_json(mlflow: MlflowClient, run_id: str, payload: Any, name: str, artifact_path: str | None = None) -> None:
+    """Store `payload` as a JSON artifact file called `name`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(payload, indent=2, default=str))
+        mlflow.log_artifact(run_id, str(path), artifact_path)
+
+
+def log_samples(mlflow: MlflowClient, run_id: str, examples: dict[str, tuple[np.ndarray, ...]]) -> None:
+    """Store one 'degraded | restored | target' strip per task as PNG under samples/."""
+    from skimage.io import imsave
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for task, images in examples.items():
+            strip = np.concatenate([np.clip(im, 0, 1) for im in images], axis=1)
+            imsave(Path(tmp) / f"{task}.png", (strip * 255).round().astype(np.uint8), check_contrast=False)
+        mlflow.log_artifacts(run_id, tmp, "samples")

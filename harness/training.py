@@ -1,0 +1,117 @@
+"""The training loop: L1 loss, AdamW, warm-up + cosine decay, seeded crops, resumable by step.
+
+The loop knows nothing about particular models: auxiliary losses, conditioning, joint networks
+and stages come from the model contract (zoo/contract.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from harness.profiles import Profile
+from harness.progress import Progress
+from zoo.contract import Conditioning, RestorationModel, TrainingStage
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and stage."""
+
+
+@dataclass(frozen=True)
+class StageSpan:
+    """A stage and the global steps [start, end) it covers."""
+
+    stage: TrainingStage
+    start: int
+    end: int
+
+
+def plan_stages(stages: list[TrainingStage], total_steps: int) -> list[StageSpan]:
+    """Split `total_steps` among stages by their fractions (the last stage takes the remainder)."""
+    total_fraction = sum(s.fraction for s in stages)
+    spans, start = [], 0
+    for i, stage in enumerate(stages):
+        end = total_steps if i == len(stages) - 1 else start + round(total_steps * stage.fraction / total_fraction)
+        spans.append(StageSpan(stage, start, end))
+        start = end
+    return spans
+
+
+def learning_rate(profile: Profile, span: StageSpan, step: int) -> float:
+    """Linear warm-up then cosine decay to zero within a stage."""
+    length = max(span.end - span.start, 1)
+    t = (step - span.start) / length
+    warm = profile.warmup_fraction
+    factor = (t + 1.0 / length) / warm if t < warm else 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
+    return profile.lr * span.stage.lr_scale * min(factor, 1.0)
+
+
+Callback = Callable[..., None]
+
+
+def train(
+    model: RestorationModel,
+    dataset: Dataset,
+    profile: Profile,
+    *,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+    on_log: Callback | None = None,
+    on_checkpoint: Callback | None = None,
+    device: torch.device | str = "cpu",
+) -> int:
+    """Train `model` from `start_step` to `profile.steps`; returns the number of steps done.
+
+    `dataset` item i belongs to step i // batch_size, so a resumed run sees exactly the samples
+    an uninterrupted one would. `on_log(step, metrics)` and `on_checkpoint(step, optimizer,
+    stage_name)` are called every `log_every` / `checkpoint_every` steps and at the end.
+    """
+    model.to(device).train()
+    spans = plan_stages(model.training_stages(), profile.steps)
+    progress = Progress("train", profile.steps, start=start_step)
+    for span in spans:
+        if span.end <= start_step:
+            continue
+        params = list(model.stage_parameters(span.stage))
+        if not params:
+            print(f"[train] stage '{span.stage.name}': no trainable parameters, skipped", flush=True)
+            continue
+        optimizer = torch.optim.AdamW(params, lr=profile.lr, betas=profile.betas, weight_decay=profile.weight_decay)
+        if optimizer_state is not None and optimizer_state.get("stage") == span.stage.name:
+            optimizer.load_state_dict(optimizer_state["optimizer"])
+        optimizer_state = None
+        first = max(span.start, start_step)
+        indices = range(first * profile.batch_size, span.end * profile.batch_size)
+        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=profile.batch_size)
+        for step, batch in enumerate(loader, start=first):
+            lr = learning_rate(profile, span, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            cond = Conditioning(task_index=batch["task_index"]).to(device)
+            terms = model.training_loss(
+                batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, span.stage
+            )
+            if not torch.isfinite(terms.total):
+                raise NonFiniteLossError(
+                    f"loss became {terms.total.item()} at step {step} (stage '{span.stage.name}'); "
+                    "the run is stopped, the last checkpoint is kept"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            optimizer.step()
+            model.after_optimizer_step(span.stage)
+            done = step + 1
+            loss = terms.total.item()
+            progress.update(done, f"stage {span.stage.name} loss {loss:.4f} lr {lr:.2e}")
+            if on_log and (done % profile.log_every == 0 or done == span.end):
+                metrics = {"train/loss": loss, "train/lr": lr}
+                metrics.update({f"train/loss_{k}": v.item() for k, v in terms.parts.items()})
+                on_log(done, metrics)
+            if on_checkpoint and (done % profile.checkpoint_every == 0 or done == span.end):
+                on_checkpoint(done, {"stage": span.stage.name, "optimizer": optimizer.state_dict()})
+    return profile.steps

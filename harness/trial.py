@@ -1,0 +1,66 @@
+"""The Ray Tune trainable of one run: train (resumable from Ray checkpoints), evaluate, log."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ray import tune
+
+from harness import tracking
+from harness.checkpoints import WEIGHTS, load_checkpoint, save_checkpoint, save_weights
+from harness.config import RunConfig
+from harness.data import open_data
+from harness.evaluation import evaluate
+from harness.training import train
+from zoo import create_model
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Train and evaluate the run described by `config` inside a Ray worker.
+
+    `config` holds the RunConfig fields ("run"), the MLflow "tracking_uri" and "run_id", and the
+    number of torch "threads". A retried trial continues from Ray's latest checkpoint.
+    """
+    run = RunConfig(**config["run"])
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(run.seed)
+    np.random.seed(run.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    setting, profile = run.resolved_setting(), run.resolved_profile()
+    data = open_data(setting, run.data_root)
+    model = create_model(run.model, run.variant, **run.model_options)
+    mlflow, run_id = tracking.client(config["tracking_uri"]), config["run_id"]
+
+    start_step, optimizer_state = 0, None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state, optimizer_state = load_checkpoint(Path(directory), model)
+        start_step = state["step"]
+        print(f"[train] resuming from checkpoint at step {start_step}", flush=True)
+
+    def on_log(step: int, metrics: dict[str, float]) -> None:
+        tracking.log_metrics(mlflow, run_id, metrics, step)
+
+    def on_checkpoint(step: int, optimizer: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(Path(tmp), model, optimizer, {"step": step})
+            tune.report({"step": step, "phase": "train"}, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    if start_step < profile.steps:
+        dataset = data.training_set(profile.patch_size, profile.steps * profile.batch_size, run.seed)
+        train(model, dataset, profile, start_step=start_step, optimizer_state=optimizer_state,
+              on_log=on_log, on_checkpoint=on_checkpoint, device=device)
+
+    result = evaluate(model, setting, data, device)
+    metrics = result.flat_metrics()
+    tracking.log_metrics(mlflow, run_id, metrics, step=profile.steps)
+    tracking.log_json(mlflow, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")
+    tracking.log_samples(mlflow, run_id, {t: r.example for t, r in result.tasks.items() if r.example})
+    with tempfile.TemporaryDirectory() as tmp:
+        save_weights(model, Path(tmp) / WEIGHTS)
+        mlflow.log_artifact(run_id, str(Path(tmp) / WEIGHTS), "checkpoint")
+    tune.report({**metrics, "step": profile.steps, "phase": "done"})

@@ -1,0 +1,22 @@
+"""Model zoo: restoration networks as plain PyTorch modules (no Ray, no MLflow)."""
+from zoo.contract import Conditioning, LossTerms, RestorationModel, TrainingStage
+from zoo.factory import MODELS, ModelSpec, create_model, list_models, model_config, register_model
+from zoo.registry import Registry, UnknownNameError
+
+# Importing a model module registers it.
+from zoo import identity, nafnet  # noqa: E402,F401
+
+__all__ = [
+    "Conditioning",
+    "LossTerms",
+    "MODELS",
+    "ModelSpec",
+    "Registry",
+    "RestorationModel",
+    "TrainingStage",
+    "UnknownNameError",
+    "create_model",
+    "list_models",
+    "model_config",
+    "register_model",
+]
