@@ -1,0 +1,90 @@
+"""The training loop: it learns, resumes exactly, stops on a non-finite loss, splits stages."""
+import dataclasses
+
+import pytest
+import torch
+
+from harness.checkpoints import load_checkpoint, save_checkpoint
+from harness.data import open_data
+from harness.profiles import PROFILES
+from harness.settings import get_setting
+from harness.training import NonFiniteLossError, learning_rate, plan_stages, train
+from zoo import TrainingStage, create_model
+
+PROFILE = dataclasses.replace(PROFILES.get("smoke"), steps=12, checkpoint_every=6, log_every=3)
+
+
+def dataset(steps=PROFILE.steps):
+    return open_data(get_setting("three_deg")).training_set(PROFILE.patch_size, steps * PROFILE.batch_size, seed=0)
+
+
+def fresh_model():
+    torch.manual_seed(0)
+    return create_model("nafnet", "tiny")
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path):
+    straight = fresh_model()
+    train(straight, dataset(), PROFILE)
+
+    interrupted = fresh_model()
+    saved = {}
+
+    def keep_first(step, optimizer_state):
+        if step == 6 and not saved:
+            save_checkpoint(tmp_path, interrupted, optimizer_state, {"step": step})
+            saved["done"] = True
+
+    train(interrupted, dataset(), dataclasses.replace(PROFILE, steps=12), on_checkpoint=keep_first)
+    resumed = fresh_model()
+    state, optimizer_state = load_checkpoint(tmp_path, resumed)
+    assert state["step"] == 6
+    train(resumed, dataset(), PROFILE, start_step=6, optimizer_state=optimizer_state)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_logged_metrics_name_every_loss_term():
+    logged = []
+    train(fresh_model(), dataset(), PROFILE, on_log=lambda step, m: logged.append((step, m)))
+    assert [s for s, _ in logged] == [3, 6, 9, 12]
+    assert {"train/loss", "train/lr", "train/loss_pixel"} <= set(logged[0][1])
+
+
+class CorruptAt(torch.utils.data.Dataset):
+    """A dataset whose sample `bad` decodes to NaN, as a broken file would."""
+
+    def __init__(self, inner, bad):
+        self.inner, self.bad = inner, bad
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        item = dict(self.inner[i])
+        if i == self.bad:
+            item["degraded"] = torch.full_like(item["degraded"], float("nan"))
+        return item
+
+
+def test_nan_loss_stops_the_run_and_names_the_step():
+    bad_step = 5
+    with pytest.raises(NonFiniteLossError, match=f"at step {bad_step} "):
+        train(fresh_model(), CorruptAt(dataset(), bad_step * PROFILE.batch_size + 1), PROFILE)
+
+
+def test_stages_split_the_budget_and_scale_the_learning_rate():
+    spans = plan_stages([TrainingStage("warmup", 0.25, lr_scale=10.0), TrainingStage("joint", 0.75)], 100)
+    assert [(s.stage.name, s.start, s.end) for s in spans] == [("warmup", 0, 25), ("joint", 25, 100)]
+    profile = PROFILES.get("default")
+    peak = max(learning_rate(profile, spans[0], s) for s in range(0, 25))
+    assert peak == pytest.approx(profile.lr * 10.0, rel=1e-6)
+    assert learning_rate(profile, spans[1], 99) < 1e-3 * profile.lr
+
+
+def test_a_short_run_reduces_the_training_loss():
+    model = fresh_model()
+    profile = dataclasses.replace(PROFILE, steps=60, log_every=10)
+    logged = []
+    train(model, dataset(60), profile, on_log=lambda step, m: logged.append(m["train/loss"]))
+    assert sum(logged[-2:]) / 2 < sum(logged[:2]) / 2
