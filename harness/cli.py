@@ -15,9 +15,10 @@ LISTABLE = ("models", "settings", "metrics", "profiles", "degradations")
 
 def _catalogue(kind: str) -> list[dict[str, Any]]:
     if kind == "models":
-        from zoo import MODELS
+        from zoo import MODELS, parameter_count
 
-        return [{"name": n, "summary": MODELS.get(n).summary, "source": MODELS.get(n).source} for n in MODELS]
+        return [{"name": n, "paper_params": parameter_count(n, "paper"), "tiny_params": parameter_count(n, "tiny"),
+                 "summary": MODELS.get(n).summary, "source": MODELS.get(n).source} for n in MODELS]
     if kind == "settings":
         from harness.settings import SETTINGS
 
@@ -37,6 +38,14 @@ def _catalogue(kind: str) -> list[dict[str, Any]]:
     return [{"name": n, "description": (DEGRADATIONS.get(n).__doc__ or "").splitlines()[0]} for n in DEGRADATIONS]
 
 
+def _cell(key: str, value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if key.endswith("params"):
+        return f"{value / 1e6:6.2f}M"
+    return str(value)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Print a registry."""
     if args.kind not in LISTABLE:
@@ -47,7 +56,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         for item in items:
             rest = {k: v for k, v in item.items() if k != "name"}
-            print(f"{item['name']:<22} " + "  ".join(str(v) if not isinstance(v, list) else ",".join(v) for v in rest.values()))
+            print(f"{item['name']:<22} " + "  ".join(_cell(k, v) for k, v in rest.items()))
     return 0
 
 

@@ -1,10 +1,10 @@
 """Model zoo: restoration networks as plain PyTorch modules (no Ray, no MLflow)."""
 from zoo.contract import Conditioning, LossTerms, RestorationModel, TrainingStage
-from zoo.factory import MODELS, ModelSpec, create_model, list_models, model_config, register_model
+from zoo.factory import MODELS, ModelSpec, create_model, list_models, model_config, parameter_count, register_model
 from zoo.registry import Registry, UnknownNameError
 
 # Importing a model module registers it.
-from zoo import identity, nafnet  # noqa: E402,F401
+from zoo import hair_hosts, identity, nafnet, promptir, restormer  # noqa: E402,F401
 
 __all__ = [
     "Conditioning",
@@ -18,5 +18,6 @@ __all__ = [
     "create_model",
     "list_models",
     "model_config",
+    "parameter_count",
     "register_model",
 ]

@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import torch
+
 from zoo.contract import RestorationModel
 from zoo.registry import Registry, UnknownNameError
 
@@ -57,6 +59,13 @@ def model_config(name: str, variant: str = "paper", **overrides: Any) -> Any:
 def create_model(name: str, variant: str = "paper", **overrides: Any) -> RestorationModel:
     """Build model `name` in configuration `variant` ("paper" or "tiny"), with field overrides."""
     return MODELS.get(name).build(model_config(name, variant, **overrides))
+
+
+def parameter_count(name: str, variant: str = "paper", **overrides: Any) -> int:
+    """Number of parameters of a model, counted on the meta device (allocates nothing)."""
+    with torch.device("meta"):
+        model = create_model(name, variant, **overrides)
+    return sum(p.numel() for p in model.parameters())
 
 
 def list_models() -> list[str]:

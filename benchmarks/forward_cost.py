@@ -1,0 +1,110 @@
+"""Forward time and peak memory of zoo models at one input size; prints a table and writes JSON.
+
+    python benchmarks/forward_cost.py --models restormer promptir res_hair --size 128 --batch 1
+
+Each model runs in its own subprocess, so peak resident memory (CPU) or peak allocated memory
+(CUDA) belongs to that model alone. Times are the median of --repeats forward passes after
+--warmup passes, under torch.inference_mode.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def measure(model_name: str, variant: str, size: int, batch: int, repeats: int, warmup: int,
+            device: str, options: dict) -> dict:
+    """Time `repeats` forward passes of one model and report its peak memory."""
+    import torch
+
+    import zoo
+
+    torch.manual_seed(0)
+    model = zoo.create_model(model_name, variant, **options).to(device).eval()
+    x = torch.rand(batch, 3, size, size, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            model(x)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    if device.startswith("cuda"):
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    else:  # growth of the process' peak RSS over what the model and input already held
+        peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
+    return {
+        "model": model_name, "variant": variant, "options": options, "size": size, "batch": batch,
+        "device": device, "threads": torch.get_num_threads(),
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "forward_ms_median": 1000 * statistics.median(times),
+        "forward_ms_min": 1000 * min(times), "peak_memory_mib": peak_mib,
+    }
+
+
+def main() -> None:
+    """Run every requested model in a subprocess, print a table and write the figures to JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["restormer", "promptir", "res_hair"])
+    parser.add_argument("--variant", default="paper")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--option", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                        help="extra model option, e.g. res_hair:application=distributive (adds a row)")
+    parser.add_argument("--output", default="benchmarks/results/forward_cost.json")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
+    args = parser.parse_args()
+
+    if args.one:
+        name, options = json.loads(args.one)
+        print(json.dumps(measure(name, args.variant, args.size, args.batch, args.repeats, args.warmup,
+                                 args.device, options)))
+        return
+
+    jobs = [(name, {}) for name in args.models]
+    for spec in args.option:
+        name, _, assignment = spec.partition(":")
+        key, _, value = assignment.partition("=")
+        jobs.append((name, {key: value}))
+    rows = []
+    for name, options in jobs:
+        command = [sys.executable, __file__, "--one", json.dumps([name, options]), "--variant", args.variant,
+                   "--size", str(args.size), "--batch", str(args.batch), "--repeats", str(args.repeats),
+                   "--warmup", str(args.warmup), "--device", args.device]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode:
+            sys.exit(f"measuring {name} {options} failed:\n{done.stderr}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        row = rows[-1]
+        label = name + "".join(f" {k}={v}" for k, v in options.items())
+        print(f"{label:40s} {row['params_m']:7.2f}M  {row['forward_ms_median']:9.1f} ms  "
+              f"{row['peak_memory_mib']:8.1f} MiB", flush=True)
+    reference = next((r for r in rows if r["model"] == "restormer" and not r["options"]), None)
+    if reference:
+        for row in rows:
+            row["time_vs_restormer"] = row["forward_ms_median"] / reference["forward_ms_median"]
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
+                                  "python": platform.python_version(), "rows": rows}, indent=2))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
