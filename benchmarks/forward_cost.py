@@ -5,11 +5,17 @@
 Each model runs in its own subprocess, so peak resident memory (CPU) or peak allocated memory
 (CUDA) belongs to that model alone. Times are the median of --repeats forward passes after
 --warmup passes, under torch.inference_mode.
+
+By default the subprocesses ask glibc to keep freed memory (MALLOC_MMAP_THRESHOLD_ and
+MALLOC_TRIM_THRESHOLD_), as jemalloc or tcmalloc would: otherwise every forward pass maps and
+unmaps its large tensors afresh and page faults add 20-60% noise to CPU times on these
+machines. --plain-malloc measures with glibc's defaults.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -67,6 +73,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--option", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="extra model option, e.g. res_hair:application=distributive (adds a row)")
+    parser.add_argument("--plain-malloc", action="store_true", help="keep glibc's default malloc tuning")
     parser.add_argument("--output", default="benchmarks/results/forward_cost.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     args = parser.parse_args()
@@ -82,12 +89,15 @@ def main() -> None:
         name, _, assignment = spec.partition(":")
         key, _, value = assignment.partition("=")
         jobs.append((name, {key: value}))
+    env = dict(os.environ)
+    if not args.plain_malloc:
+        env.update(MALLOC_MMAP_THRESHOLD_=str(2**32), MALLOC_TRIM_THRESHOLD_=str(2**36))
     rows = []
     for name, options in jobs:
         command = [sys.executable, __file__, "--one", json.dumps([name, options]), "--variant", args.variant,
                    "--size", str(args.size), "--batch", str(args.batch), "--repeats", str(args.repeats),
                    "--warmup", str(args.warmup), "--device", args.device]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if done.returncode:
             sys.exit(f"measuring {name} {options} failed:\n{done.stderr}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -101,8 +111,9 @@ def main() -> None:
             row["time_vs_restormer"] = row["forward_ms_median"] / reference["forward_ms_median"]
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                  "python": platform.python_version(), "rows": rows}, indent=2))
+    output.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                                  "python": platform.python_version(), "plain_malloc": args.plain_malloc,
+                                  "rows": rows}, indent=2))
     print(f"wrote {output}")
 
 

@@ -12,6 +12,17 @@ from harness.settings import Setting, get_setting
 from zoo import MODELS, model_config
 
 
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: {"host": {"width": 8}} -> {"host.width": 8}."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def home() -> Path:
     """Local state folder: $RESTORATION_BENCH_HOME, default ./.restoration-bench."""
     return Path(os.environ.get("RESTORATION_BENCH_HOME", ".restoration-bench")).resolve()
@@ -63,7 +74,7 @@ class RunConfig:
         flat: dict[str, Any] = {f"run.{k}": v for k, v in dataclasses.asdict(self).items() if k != "model_options"}
         flat.update({f"profile.{k}": v for k, v in dataclasses.asdict(self.resolved_profile()).items()})
         config = model_config(self.model, self.variant, **self.model_options)
-        flat.update({f"model.{k}": v for k, v in dataclasses.asdict(config).items()})
+        flat.update(flatten(dataclasses.asdict(config), "model."))
         setting = self.resolved_setting()
         flat["setting.version"] = setting.version
         flat.update({f"protocol.{k}": v for k, v in dataclasses.asdict(setting.protocol).items()})

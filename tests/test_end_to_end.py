@@ -114,3 +114,20 @@ def test_list_as_json(harness_home):
     assert {"identity", "nafnet"} <= {m["name"] for m in models}
     settings = json.loads(run_harness(["list", "settings", "--format", "json"], harness_home).stdout)
     assert {s["name"]: s["version"] for s in settings}["five_deg"] == 1
+
+
+def test_res_hair_on_five_deg_runs_and_reaches_the_leaderboard(harness_home):
+    """The README's main job, on the smoke budget: Res-HAIR through Ray into MLflow and the board."""
+    result = run_harness(["submit", "--model", "res_hair", "--setting", "five_deg", "--profile", "smoke",
+                          "--option", "candidates=[2, 3, 3, 4]"], harness_home)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    board = json.loads(run_harness(["leaderboard", "--setting", "five_deg", "--format", "json"], harness_home).stdout)
+    (row,) = board["rows"]
+    assert row["model"] == "res_hair"
+    assert set(row["tasks"]) == {"dehaze", "derain", "denoise_25", "deblur", "lowlight"}
+    client = mlflow_client(harness_home)
+    (run,) = client.search_runs([client.get_experiment_by_name("restoration-bench/five_deg").experiment_id])
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    # nested model options are recorded field by field
+    assert params["model.host.width"] == "8" and params["model.candidates"] == "[2, 3, 3, 4]"

@@ -41,19 +41,41 @@ def register_model(*, configs: dict[str, Any], summary: str, source: str, name: 
     return wrap
 
 
+def _replace(config: Any, overrides: dict[str, Any], owner: str) -> Any:
+    """`dataclasses.replace` that also takes dotted keys for nested configs ("host.width")."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    direct, nested = {}, {}
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if head not in fields or (dot and not dataclasses.is_dataclass(getattr(config, head))):
+            options = sorted(_option_names(config))
+            raise ValueError(f"model '{owner}' has no option(s) {[key]}; its options are: {options or 'none'}")
+        if dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, inner in nested.items():
+        direct[head] = _replace(getattr(config, head), inner, owner)
+    return dataclasses.replace(config, **direct)
+
+
+def _option_names(config: Any, prefix: str = "") -> list[str]:
+    names = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            names += _option_names(value, f"{prefix}{field.name}.")
+        else:
+            names.append(prefix + field.name)
+    return names
+
+
 def model_config(name: str, variant: str = "paper", **overrides: Any) -> Any:
-    """The configuration dataclass of `name`/`variant` with `overrides` applied."""
+    """The configuration dataclass of `name`/`variant` with `overrides` (dotted keys for nested fields)."""
     spec = MODELS.get(name)
     if variant not in spec.configs:
         raise UnknownNameError(f"variant of '{name}'", variant, sorted(spec.configs))
-    config = spec.configs[variant]
-    fields = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(
-            f"model '{name}' has no option(s) {unknown}; its options are: {sorted(fields) or 'none'}"
-        )
-    return dataclasses.replace(config, **overrides)
+    return _replace(spec.configs[variant], overrides, name)
 
 
 def create_model(name: str, variant: str = "paper", **overrides: Any) -> RestorationModel:

@@ -215,7 +215,8 @@ class HyperSelectingNet(nn.Module):
 
     def __init__(self, giv_channels: int, candidates: int):
         super().__init__()
-        widths = [giv_channels, giv_channels // 2, giv_channels // 4, giv_channels // 8]
+        # At least 8 units per layer so that tiny variants keep a usable bottleneck.
+        widths = [giv_channels] + [max(giv_channels // 2**k, 8) for k in (1, 2, 3)]
         layers: list[nn.Module] = []
         for cin, cout in zip(widths, widths[1:]):
             layers += [nn.Linear(cin, cout), nn.GELU()]

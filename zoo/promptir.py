@@ -116,7 +116,7 @@ class PromptIR(RestorationModel):
     configs={
         "paper": PromptIRConfig(),
         # Tiny: the tiny Restormer trunk with narrow, small prompts.
-        "tiny": PromptIRConfig(trunk=TINY_RESTORMER, prompt_dims=(16, 32, 64), prompt_sizes=(16, 8, 4),
+        "tiny": PromptIRConfig(trunk=TINY_RESTORMER, prompt_dims=(8, 16, 32), prompt_sizes=(16, 8, 4),
                                interaction_heads=2),
     },
     summary="PromptIR, Restormer with prompt blocks in the decoder (35.4M; papers: 36M)",
