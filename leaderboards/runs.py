@@ -53,6 +53,8 @@ def leaderboard(
         tags, metrics = run.data.tags, run.data.metrics
         if tags.get("setting_version") != str(version) or (profile and tags.get("profile") != profile):
             continue
+        if tags.get("dedicated_level") or tags.get("role"):  # per-level baselines and sweep parents
+            continue
         row = {"model": tags.get("model"), "variant": tags.get("variant"), "profile": tags.get("profile"),
                "run_id": run.info.run_id, "start_time": run.info.start_time,
                "data_fingerprint": tags.get("data_fingerprint")}
