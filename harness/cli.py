@@ -75,6 +75,9 @@ def _print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", prof
     from leaderboards import leaderboard, leaderboard_records
 
     setting = get_setting(setting_name)
+    if setting.continuous:
+        _print_level_board(setting, uri, fmt, pick, profile)
+        return
     board = leaderboard(setting.name, uri, setting.task_names, setting.version, pick=pick, profile=profile)
     if fmt == "json":
         print(json.dumps({"setting": setting.name, "version": setting.version, "pick": pick,
@@ -89,6 +92,24 @@ def _print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", prof
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}" if v < 1.5 else f"{v:.2f}"))
 
 
+def _print_level_board(setting, uri: str, fmt: str, pick: str, profile: str | None) -> None:
+    """Continuous settings: PSNR against level, the model beside dedicated per-level models."""
+    import pandas as pd
+
+    from leaderboards.levels import level_board, level_board_table
+
+    board = level_board(setting.name, uri, {t.name: t.level for t in setting.tasks}, setting.trained_range(),
+                        setting.version, pick=pick, profile=profile)
+    if fmt == "json":
+        print(json.dumps(board, indent=2))
+    elif fmt == "csv":
+        rows = [{"model": b["model"], "variant": b["variant"], "run_id": b["run_id"], **r} for b in board["boards"]
+                for r in b["rows"]]
+        print(pd.DataFrame(rows).to_csv(index=False), end="")
+    else:
+        print(level_board_table(board))
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     """Train and evaluate one model on one setting, tracked in MLflow."""
     from harness.config import RunConfig
@@ -96,8 +117,20 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     run = RunConfig(model=args.model, setting=args.setting, variant=args.variant, profile=args.profile,
                     seed=args.seed, steps=args.steps, data_root=args.data_root,
-                    model_options=_parse_options(args.option))
+                    model_options=_parse_options(args.option), blind=args.blind)
     cluster = ClusterOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, max_failures=args.max_failures)
+    if args.dedicated or args.levels:
+        from harness.config import tracking_uri
+        from harness.dedicated import submit_dedicated
+
+        levels = [float(v) for v in args.levels.split(",")] if args.levels else None
+        outcomes = submit_dedicated(run, levels, cluster, args.tracking_uri, cpus_per_trial=args.cpus_per_trial)
+        for level, metrics in sorted(outcomes.items()):
+            print(f"  dedicated level {level:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())
+                                                            if not k.endswith("/avg")))
+        print()
+        _print_board(args.setting, tracking_uri(args.tracking_uri), "table")
+        return 0
     result = submit(run, cluster, args.tracking_uri)
     print(f"\nFinished: MLflow run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
     print(f"  browse: mlflow ui --backend-store-uri {result.tracking_uri}")
@@ -140,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=int, help="CPUs for the trial (default: all local CPUs)")
     p.add_argument("--gpus", type=float, default=0.0, help="GPUs for the trial (fractions allowed)")
     p.add_argument("--max-failures", type=int, default=0, help="retries of a crashed trial from its last checkpoint")
+    p.add_argument("--blind", action="store_true",
+                   help="continuous settings: restore with the model's estimated level, not the true one")
+    p.add_argument("--dedicated", action="store_true",
+                   help="continuous settings: train one model per level (a Ray Tune grid), the per-level baselines")
+    p.add_argument("--levels", help="levels of --dedicated, comma-separated (default: every evaluated level "
+                                    "inside the trained range)")
+    p.add_argument("--cpus-per-trial", type=int, default=1, help="--dedicated: CPUs of each grid trial")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("leaderboard", help="rank the finished runs of a setting")

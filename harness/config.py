@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.profiles import PROFILES, Profile
-from harness.settings import Setting, get_setting
+from harness.settings import SETTINGS, Setting, get_setting, level_task
 from zoo import MODELS, model_config
 
 
@@ -50,15 +50,23 @@ class RunConfig:
     steps: int | None = None  # overrides the profile's step budget
     data_root: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
+    blind: bool = False  # continuous settings: restore with the model's own level estimate
+    train_level: float | None = None  # continuous settings: train at this one level (a dedicated model)
 
     def validate(self) -> None:
         """Resolve every name now, so a typo fails before Ray or MLflow start."""
         MODELS.get(self.model)
-        get_setting(self.setting)
+        setting = get_setting(self.setting)
         PROFILES.get(self.profile)
         model_config(self.model, self.variant, **self.model_options)
         if self.steps is not None and self.steps < 0:
             raise ValueError(f"--steps must be >= 0, got {self.steps}")
+        if (self.blind or self.train_level is not None) and not setting.continuous:
+            continuous = ", ".join(n for n in SETTINGS if SETTINGS.get(n).continuous)
+            raise ValueError(f"--blind and dedicated levels need a continuous setting ({continuous}); "
+                             f"'{self.setting}' has fixed tasks")
+        if self.train_level is not None and self.train_level <= 0:
+            raise ValueError(f"a dedicated training level must be positive, got {self.train_level}")
 
     def resolved_profile(self) -> Profile:
         """The profile with the step override applied."""
@@ -66,8 +74,11 @@ class RunConfig:
         return profile if self.steps is None else dataclasses.replace(profile, steps=self.steps)
 
     def resolved_setting(self) -> Setting:
-        """The setting object."""
-        return get_setting(self.setting)
+        """The setting object; a dedicated run's setting trains at its one level only."""
+        setting = get_setting(self.setting)
+        if self.train_level is None:
+            return setting
+        return dataclasses.replace(setting, train_tasks=(level_task(setting, self.train_level),))
 
     def params(self) -> dict[str, Any]:
         """Flat, fully resolved parameters of the run (run, profile, model config, protocol)."""

@@ -6,6 +6,7 @@ Random parameters are drawn from the generator, so a fixed seed gives a fixed im
 """
 from __future__ import annotations
 
+import io
 from typing import Callable
 
 import numpy as np
@@ -123,6 +124,43 @@ def low_light(
     dark = rng.uniform(*scale) * np.power(clean, rng.uniform(*gamma))
     noisy = dark + rng.standard_normal(clean.shape) * rng.uniform(*noise_sigma) / 255.0
     return to_8bit_grid(noisy)
+
+
+@DEGRADATIONS.register()
+def jpeg(clean: np.ndarray, rng: np.random.Generator, quality: float) -> np.ndarray:
+    """JPEG compression at `quality` (1-100) with the IJG/libjpeg encoder through Pillow.
+
+    HyperRes (Sec. 4.1) uses OpenCV's encoder; both wrap libjpeg with the standard quality
+    scaling of the quantisation tables, so the artefacts match up to chroma handling: greyscale
+    inputs (the DeJPEG protocol) are encoded as single-channel JPEGs, colour ones with 4:2:0.
+    """
+    from PIL import Image
+
+    pixels = np.round(np.clip(clean, 0, 1) * 255).astype(np.uint8)
+    grey = bool(np.all(pixels == pixels[..., :1]))
+    image = Image.fromarray(pixels[..., 0] if grey else pixels)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=int(round(quality)))
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())), dtype=np.float32) / 255.0
+    return np.repeat(decoded[..., None], 3, axis=2) if grey else decoded
+
+
+@DEGRADATIONS.register()
+def bicubic_downup(clean: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """Down-scale by `scale` and up-scale back to the original size, both bicubic (pre-upsampling SR).
+
+    HyperRes Sec. 4.1 uses OpenCV's bicubic resize both ways; torch's bicubic interpolation
+    (a = -0.75, half-pixel centres, no anti-aliasing) follows the same convention.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    height, width = clean.shape[:2]
+    small = (max(1, int(height / scale)), max(1, int(width / scale)))
+    x = torch.from_numpy(np.ascontiguousarray(clean.transpose(2, 0, 1)))[None].double()
+    low = F.interpolate(x, size=small, mode="bicubic", align_corners=False)
+    up = F.interpolate(low, size=(height, width), mode="bicubic", align_corners=False)
+    return to_8bit_grid(up[0].numpy().transpose(1, 2, 0))
 
 
 def degrade(kind: str, clean: np.ndarray, rng: np.random.Generator, **params) -> np.ndarray:

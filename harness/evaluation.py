@@ -57,18 +57,33 @@ def _to_tensor(image: np.ndarray, device) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: RestorationModel, setting: Setting, data: DataSource, device="cpu") -> EvaluationResult:
-    """Score `model` on every test pair of every task of `setting` (blind: no task label given)."""
+def evaluate(
+    model: RestorationModel, setting: Setting, data: DataSource, device="cpu", blind: bool = False
+) -> EvaluationResult:
+    """Score `model` on every test pair of every task of `setting`.
+
+    No task label is ever given. On continuous settings the model is told each task's level
+    (normalised by the setting's level scale) unless `blind`; a model that can estimate levels
+    is also scored on its estimate ("level_error": relative error of the estimated level).
+    """
     model.to(device).eval()
     result = EvaluationResult()
     total = sum(len(data.test_pairs(t)) for t in setting.task_names)
     progress, done = Progress("eval", total), 0
-    for task in setting.task_names:
+    for spec in setting.tasks:
+        task = spec.name
         per_image, example = {}, None
+        level = None
+        if setting.continuous and spec.level is not None:
+            level = torch.tensor([spec.level / setting.level_scale], device=device)
+        cond = Conditioning(level=level) if level is not None and not blind else None
         for pair in data.test_pairs(task):
             degraded, target = _to_tensor(pair.degraded, device), _to_tensor(pair.target, device)
-            restored = restore(model, degraded)
+            restored = restore(model, degraded, cond)
             per_image[pair.name] = {k: float(v.item()) for k, v in score(restored, target, setting.protocol).items()}
+            estimate = model.estimate_level(degraded) if level is not None else None
+            if estimate is not None:
+                per_image[pair.name]["level_error"] = float((estimate - level).abs().item() / level.item())
             if example is None:
                 as_image = lambda t: t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # noqa: E731
                 example = (pair.degraded, as_image(restored), pair.target)

@@ -1,6 +1,7 @@
 """Benchmark settings: versioned protocols loaded from YAML files in harness/settings/."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class TaskSpec:
     test_set: str  # the real benchmark the papers score on
     train_sets: tuple[str, ...] = ()
     train_repeat: int = 1  # per-epoch repetition of the real training set (PromptIR / MoCE-IR)
+    level: float | None = None  # degradation level in its own units (sigma, JPEG quality, scale)
 
 
 @dataclass(frozen=True)
@@ -55,25 +57,97 @@ class Setting:
     tasks: tuple[TaskSpec, ...]
     protocol: MetricProtocol
     changelog: dict[int, str]
+    #: tasks the model trains on when they differ from the evaluated ones (continuous settings)
+    train_tasks: tuple[TaskSpec, ...] = ()
+    #: continuous settings: the model is told level / level_scale (HyperRes Sec. 4.1: 255)
+    level_scale: float | None = None
+    #: continuous settings: every training patch is degraded at every training level at once
+    all_levels_per_patch: bool = False
+    #: images are converted to grey (replicated on 3 channels) before degradation (DeJPEG)
+    greyscale: bool = False
 
     @property
     def task_names(self) -> list[str]:
         """Names of the tasks, in table order."""
         return [t.name for t in self.tasks]
 
+    @property
+    def training_tasks(self) -> tuple[TaskSpec, ...]:
+        """The tasks training samples are drawn from."""
+        return self.train_tasks or self.tasks
+
+    @property
+    def continuous(self) -> bool:
+        """True for settings that evaluate a range of levels of one degradation (a curve)."""
+        return self.level_scale is not None
+
+    def trained_range(self) -> tuple[float, float] | None:
+        """Lowest and highest training level of a continuous setting."""
+        levels = [t.level for t in self.training_tasks if t.level is not None]
+        return (min(levels), max(levels)) if levels else None
+
+
+def level_task_name(prefix: str, level: float) -> str:
+    """Task name of one level of a continuous setting, e.g. sigma_15 or scale_2."""
+    return f"{prefix}_{level:g}"
+
+
+def _level_tasks(spec: dict[str, Any], levels: list[float]) -> tuple[TaskSpec, ...]:
+    """One task per level of a `levels:` block, its degradation parameter set to the level."""
+    return tuple(
+        TaskSpec(
+            name=level_task_name(spec["task_prefix"], float(level)),
+            degradation=Degradation(spec["degradation"], {**spec.get("params", {}), spec["param"]: level}),
+            test_set=spec["test_set"],
+            train_sets=tuple(spec.get("train_sets", ())),
+            level=float(level),
+        )
+        for level in levels
+    )
+
+
+def level_task(setting: Setting, level: float) -> TaskSpec:
+    """The task of a continuous setting at `level` (evaluated or trained), made if not listed."""
+    for task in (*setting.tasks, *setting.training_tasks):
+        if task.level == float(level):
+            return task
+    template = setting.tasks[0]
+    param = next(k for k, v in template.degradation.params.items() if v == template.level)
+    prefix = template.name.rsplit("_", 1)[0]
+    return dataclasses.replace(
+        template, name=level_task_name(prefix, float(level)), level=float(level),
+        degradation=Degradation(template.degradation.kind, {**template.degradation.params, param: level}),
+    )
+
+
+def _expand_levels(spec: dict[str, Any]) -> tuple[list[float], list[float]]:
+    evaluate = spec["evaluate"]
+    if isinstance(evaluate, dict):  # {start, stop, step}, stop included
+        start, stop, step = evaluate["start"], evaluate["stop"], evaluate["step"]
+        evaluate = [start + i * step for i in range(int(round((stop - start) / step)) + 1)]
+    return list(spec["train"]), list(evaluate)
+
 
 def _parse(raw: dict[str, Any], path: Path) -> Setting:
     try:
-        tasks = tuple(
-            TaskSpec(
-                name=t["name"],
-                degradation=Degradation(t["degradation"]["kind"], dict(t["degradation"].get("params", {}))),
-                test_set=t["test_set"],
-                train_sets=tuple(t.get("train_sets", ())),
-                train_repeat=int(t.get("train_repeat", 1)),
+        train_tasks: tuple[TaskSpec, ...] = ()
+        continuous: dict[str, Any] = {}
+        if "levels" in raw:  # a continuous setting: tasks generated from a range of levels
+            spec = raw["levels"]
+            train_levels, eval_levels = _expand_levels(spec)
+            tasks, train_tasks = _level_tasks(spec, eval_levels), _level_tasks(spec, train_levels)
+            continuous = dict(level_scale=float(spec["scale"]), all_levels_per_patch=bool(spec.get("all_levels_per_patch", True)))
+        else:
+            tasks = tuple(
+                TaskSpec(
+                    name=t["name"],
+                    degradation=Degradation(t["degradation"]["kind"], dict(t["degradation"].get("params", {}))),
+                    test_set=t["test_set"],
+                    train_sets=tuple(t.get("train_sets", ())),
+                    train_repeat=int(t.get("train_repeat", 1)),
+                )
+                for t in raw["tasks"]
             )
-            for t in raw["tasks"]
-        )
         setting = Setting(
             name=raw["name"],
             version=int(raw["version"]),
@@ -82,6 +156,9 @@ def _parse(raw: dict[str, Any], path: Path) -> Setting:
             tasks=tasks,
             protocol=MetricProtocol(**raw.get("protocol", {})),
             changelog={int(k): v for k, v in raw["changelog"].items()},
+            train_tasks=train_tasks,
+            greyscale=bool(raw.get("greyscale", False)),
+            **continuous,
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"setting file {path} is malformed: {err!r}") from err

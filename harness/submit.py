@@ -53,6 +53,10 @@ def run_tags(run: RunConfig, data_name: str, fingerprint: str) -> dict[str, str]
         "mlflow.source.git.commit": git_commit(),
     }
     tags.update({f"version.{k}": v for k, v in package_versions().items()})
+    if run.blind:
+        tags["blind"] = "true"
+    if run.train_level is not None:
+        tags["dedicated_level"] = f"{run.train_level:g}"
     return tags
 
 
@@ -62,7 +66,11 @@ def _error_summary(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _fit(run: RunConfig, uri: str, run_id: str, cluster: ClusterOptions) -> dict[str, float]:
+def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_trial: int | None = None):
+    """Run `run_trial` over `param_space` (grid axes allowed) on a local or given Ray cluster.
+
+    Returns Ray Tune's ResultGrid. Each trial gets `cpus_per_trial` CPUs (default: all).
+    """
     import ray
     from ray import tune
 
@@ -77,27 +85,36 @@ def _fit(run: RunConfig, uri: str, run_id: str, cluster: ClusterOptions) -> dict
             ray.init(address="local", num_cpus=cluster.cpus, num_gpus=None if cluster.gpus else 0,
                      include_dashboard=False, configure_logging=False)
     try:
-        cpus = cluster.cpus or max(int(ray.available_resources().get("CPU", 1)), 1)
+        cpus = cpus_per_trial or cluster.cpus or max(int(ray.available_resources().get("CPU", 1)), 1)
         trainable = tune.with_resources(run_trial, {"cpu": cpus, "gpu": cluster.gpus})
         tuner = tune.Tuner(
             trainable,
-            param_space={"run": dataclasses.asdict(run), "tracking_uri": uri, "run_id": run_id, "threads": cpus},
+            param_space={**param_space, "threads": cpus},
             run_config=tune.RunConfig(
-                name=f"submit-{run_id}",
+                name=name,
                 storage_path=str(home() / "ray_results"),
                 failure_config=tune.FailureConfig(max_failures=cluster.max_failures),
                 verbose=0,
             ),
         )
-        result = tuner.fit()[0]
+        return tuner.fit()
     finally:
         if started_here:
             ray.shutdown()
+
+
+def trial_outcome(result) -> dict[str, float]:
+    """The metrics of a finished trial, or RunFailedError with the trial's own error line."""
     if result.error is not None:
         raise RunFailedError(_error_summary(result.error))
     if result.metrics.get("phase") != "done":
         raise RunFailedError("the trial ended without reporting its evaluation")
-    return {k: v for k, v in result.metrics.items() if k.startswith(("psnr/", "ssim/"))}
+    return {k: v for k, v in result.metrics.items() if k.startswith(("psnr/", "ssim/", "level_error/"))}
+
+
+def _fit(run: RunConfig, uri: str, run_id: str, cluster: ClusterOptions) -> dict[str, float]:
+    space = {"run": dataclasses.asdict(run), "tracking_uri": uri, "run_id": run_id}
+    return trial_outcome(run_grid(space, f"submit-{run_id}", cluster)[0])
 
 
 def submit(run: RunConfig, cluster: ClusterOptions = ClusterOptions(), explicit_uri: str | None = None) -> SubmitResult:

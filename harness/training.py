@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from harness.profiles import Profile
@@ -54,6 +55,13 @@ def learning_rate(profile: Profile, span: StageSpan, step: int) -> float:
 Callback = Callable[..., None]
 
 
+def flatten_views(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Batches of samples with several views (B x V x C x H x W) become B*V ordinary samples."""
+    if batch["degraded"].dim() == 5:
+        return {k: v.flatten(0, 1) for k, v in batch.items()}
+    return batch
+
+
 def train(
     model: RestorationModel,
     dataset: Dataset,
@@ -92,7 +100,9 @@ def train(
             lr = learning_rate(profile, span, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            cond = Conditioning(task_index=batch["task_index"]).to(device)
+            batch = flatten_views(batch)
+            level = batch["level"] if torch.isfinite(batch["level"]).all() else None
+            cond = Conditioning(task_index=batch["task_index"], level=level).to(device)
             terms = model.training_loss(
                 batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, span.stage
             )

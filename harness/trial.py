@@ -1,6 +1,7 @@
 """The Ray Tune trainable of one run: train (resumable from Ray checkpoints), evaluate, log."""
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ def run_trial(config: dict[str, Any]) -> None:
     number of torch "threads". A retried trial continues from Ray's latest checkpoint.
     """
     run = RunConfig(**config["run"])
+    if config.get("train_level") is not None:  # one trial of a dedicated-models grid
+        run = dataclasses.replace(run, train_level=config["train_level"])
+    run_id = config["run_ids"][f"{run.train_level:g}"] if "run_ids" in config else config["run_id"]
     torch.set_num_threads(config["threads"])
     torch.manual_seed(run.seed)
     np.random.seed(run.seed)
@@ -32,7 +36,7 @@ def run_trial(config: dict[str, Any]) -> None:
     setting, profile = run.resolved_setting(), run.resolved_profile()
     data = open_data(setting, run.data_root)
     model = create_model(run.model, run.variant, **run.model_options)
-    mlflow, run_id = tracking.client(config["tracking_uri"]), config["run_id"]
+    mlflow = tracking.client(config["tracking_uri"])
 
     start_step, optimizer_state = 0, None
     checkpoint = tune.get_checkpoint()
@@ -55,7 +59,9 @@ def run_trial(config: dict[str, Any]) -> None:
         train(model, dataset, profile, start_step=start_step, optimizer_state=optimizer_state,
               on_log=on_log, on_checkpoint=on_checkpoint, device=device)
 
-    result = evaluate(model, setting, data, device)
+    # A dedicated model is scored at its own level only; everything else on every task.
+    scored = setting if run.train_level is None else dataclasses.replace(setting, tasks=setting.train_tasks)
+    result = evaluate(model, scored, data, device, blind=run.blind)
     metrics = result.flat_metrics()
     tracking.log_metrics(mlflow, run_id, metrics, step=profile.steps)
     tracking.log_json(mlflow, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")

@@ -4,7 +4,7 @@ from zoo.factory import MODELS, ModelSpec, create_model, list_models, model_conf
 from zoo.registry import Registry, UnknownNameError
 
 # Importing a model module registers it.
-from zoo import hair_hosts, identity, nafnet, promptir, restormer  # noqa: E402,F401
+from zoo import hair_hosts, hyperres, identity, nafnet, promptir, restormer  # noqa: E402,F401
 
 __all__ = [
     "Conditioning",

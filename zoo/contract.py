@@ -84,5 +84,9 @@ class RestorationModel(nn.Module):
         pixel = pixel_loss(self(degraded, cond), target)
         return LossTerms(total=pixel, parts={"pixel": pixel})
 
+    def estimate_level(self, degraded: Tensor) -> Tensor | None:
+        """Blind models: each image's estimated degradation level (normalised); None if unsupported."""
+        return None
+
     def after_optimizer_step(self, stage: TrainingStage) -> None:
         """Hook run after every optimiser step (EMA, momentum encoders); no-op by default."""

@@ -64,6 +64,12 @@ def load_photos() -> tuple[Photo, ...]:
     return tuple(photos)
 
 
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma on the 8-bit grid, replicated on three channels."""
+    luma = image @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat((np.round(luma * 255) / 255).astype(np.float32)[..., None], 3, axis=2)
+
+
 def test_seed(task: str, image: str) -> int:
     """Seed of the test input of `image` for `task`: independent of settings and file order."""
     return zlib.crc32(f"embedded-v{SUITE_VERSION}/{task}/{image}".encode())
@@ -85,7 +91,7 @@ class EmbeddedSuite:
             raise KeyError(f"setting '{self.setting.name}' has no task '{task}' ({self.setting.task_names})")
         pairs = []
         for photo in load_photos():
-            clean = photo.test_image
+            clean = to_grey(photo.test_image) if self.setting.greyscale else photo.test_image
             rng = np.random.default_rng(test_seed(task, photo.name))
             degraded = degrade(spec.degradation.kind, clean, rng, **spec.degradation.params)
             pairs.append(TestPair(photo.name, degraded, clean))
@@ -127,17 +133,30 @@ class EmbeddedTrainingSet(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
-        # Tasks are drawn uniformly: the embedded suite has no dataset sizes to balance.
-        task_index = int(rng.integers(len(self.setting.tasks)))
-        spec = self.setting.tasks[task_index]
+        tasks = self.setting.training_tasks
+        if self.setting.all_levels_per_patch:
+            # HyperRes Fig. 3: one patch degraded at every training level, one view per level.
+            task_indices = list(range(len(tasks)))
+        else:
+            # Tasks are drawn uniformly: the embedded suite has no dataset sizes to balance.
+            task_indices = [int(rng.integers(len(tasks)))]
         photo, rows, cols = self.photos[int(rng.integers(len(self.photos)))]
         k = int(rng.integers(len(rows)))
         r, c = rows[k], cols[k]
         clean = photo.pixels[r : r + self.patch, c : c + self.patch]
-        degraded = degrade(spec.degradation.kind, clean, rng, **spec.degradation.params)
+        if self.setting.greyscale:
+            clean = to_grey(clean)
         # Random horizontal and vertical flips of the pair (HAIR Sec. 4.1).
         for axis in (0, 1):
             if rng.random() < 0.5:
-                clean, degraded = np.flip(clean, axis), np.flip(degraded, axis)
+                clean = np.flip(clean, axis)
+        degraded = [degrade(tasks[i].degradation.kind, clean, rng, **tasks[i].degradation.params) for i in task_indices]
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
-        return {"degraded": as_tensor(degraded), "target": as_tensor(clean), "task_index": torch.tensor(task_index)}
+        scale = self.setting.level_scale
+        levels = [float("nan") if tasks[i].level is None or scale is None else tasks[i].level / scale for i in task_indices]
+        sample = {"degraded": torch.stack([as_tensor(d) for d in degraded]),
+                  "target": as_tensor(clean).expand(len(task_indices), -1, -1, -1).contiguous(),
+                  "task_index": torch.tensor(task_indices), "level": torch.tensor(levels, dtype=torch.float32)}
+        # A sample with one view is an ordinary C x H x W pair; several views stay stacked
+        # (V x C x H x W) and the training loop flattens them into the batch.
+        return {k: v[0] for k, v in sample.items()} if len(task_indices) == 1 else sample
