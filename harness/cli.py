@@ -149,6 +149,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore one image file with the checkpoint of a finished run."""
+    from pathlib import Path
+
+    from harness.config import tracking_uri
+    from harness.restore_image import restore_file
+
+    source = Path(args.input)
+    output = Path(args.output) if args.output else source.with_name(f"{source.stem}_restored.png")
+    used = restore_file(args.run, tracking_uri(args.tracking_uri), source, output, args.level)
+    level = "" if used["level"] is None else f" at level {used['level']:.4g} ({used['level_source']})"
+    print(f"restored {source} with {used['model']} (run {args.run}, setting {used['setting']}){level} -> {output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="harness", description="Train, evaluate and rank image-restoration models.")
@@ -181,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "inside the trained range)")
     p.add_argument("--cpus-per-trial", type=int, default=1, help="--dedicated: CPUs of each grid trial")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("restore", help="restore your own image with the checkpoint of a finished run")
+    p.add_argument("--run", required=True, help="MLflow run id of a FINISHED run")
+    p.add_argument("--input", required=True, help="image file to restore")
+    p.add_argument("--output", help="where to write the PNG (default: <input>_restored.png)")
+    p.add_argument("--level", type=float, help="continuous settings: the degradation level to restore at "
+                                               "(e.g. sigma 25); default: the model's own estimate")
+    p.add_argument("--tracking-uri")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("leaderboard", help="rank the finished runs of a setting")
     p.add_argument("--setting", required=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,7 @@ class RunConfig:
     def params(self) -> dict[str, Any]:
         """Flat, fully resolved parameters of the run (run, profile, model config, protocol)."""
         flat: dict[str, Any] = {f"run.{k}": v for k, v in dataclasses.asdict(self).items() if k != "model_options"}
+        flat["run.model_options"] = json.dumps(self.model_options, sort_keys=True)  # rebuilds the model
         flat.update({f"profile.{k}": v for k, v in dataclasses.asdict(self.resolved_profile()).items()})
         config = model_config(self.model, self.variant, **self.model_options)
         flat.update(flatten(dataclasses.asdict(config), "model."))
