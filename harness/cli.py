@@ -149,6 +149,36 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """`harness data layout` prints the expected tree; `harness data check` validates one."""
+    from pathlib import Path
+
+    from harness.data.real import check_tree, expected_tree
+    from harness.settings import get_setting
+
+    setting = get_setting(args.setting) if args.setting else None
+    if args.action == "layout":
+        print(expected_tree(setting))
+        return 0
+    if args.action != "check":
+        raise UnknownNameError("data action", args.action, ["check", "layout"])
+    if not args.root:
+        raise ValueError("harness data check needs --root DIR")
+    report = check_tree(Path(args.root), setting, decode=not args.no_decode)
+    for name, count in report.counts.items():
+        print(f"  {name:<20} {count}")
+    for note in report.notes:
+        print(f"note: {note}")
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    scope = f"setting '{setting.name}'" if setting else "every setting"
+    if report.ok:
+        print(f"{args.root}: OK for {scope}")
+        return 0
+    print(f"{args.root}: {len(report.problems)} problem(s) for {scope}", file=sys.stderr)
+    return 1
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore one image file with the checkpoint of a finished run."""
     from pathlib import Path
@@ -196,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "inside the trained range)")
     p.add_argument("--cpus-per-trial", type=int, default=1, help="--dedicated: CPUs of each grid trial")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("data", help="the real datasets' folder layout, and a validator for a tree")
+    p.add_argument("action", help="layout | check")
+    p.add_argument("--root", help="check: the data root to validate")
+    p.add_argument("--setting", help="only the datasets of this setting")
+    p.add_argument("--no-decode", action="store_true", help="check: pairing and counts only, do not decode images")
+    p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("restore", help="restore your own image with the checkpoint of a finished run")
     p.add_argument("--run", required=True, help="MLflow run id of a FINISHED run")

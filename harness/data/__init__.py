@@ -13,10 +13,9 @@ def open_data(setting: Setting, data_root: str | Path | None = None) -> DataSour
         from harness.data.embedded import EmbeddedSuite
 
         return EmbeddedSuite(setting)
-    raise NotImplementedError(
-        f"--data-root {data_root}: reading the real benchmark datasets is not implemented yet; "
-        "run without --data-root to use the embedded synthetic suite"
-    )
+    from harness.data.real import RealData
+
+    return RealData(setting, data_root)
 
 
 __all__ = ["DataSource", "TestPair", "TrainSample", "open_data"]

@@ -1,0 +1,243 @@
+"""Real benchmark datasets under `--data-root`: validated reading, fixed test noise, fingerprints."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from harness.data.embedded import test_seed, to_grey
+from harness.data.layouts import LAYOUTS, FilePair, Layout, pairs_of, train_layout
+from harness.data.source import TestPair
+from harness.degradations import degrade
+from harness.settings import SETTINGS, Setting
+
+#: bump when the way test inputs are synthesised from real files changes (enters the fingerprint)
+READER_VERSION = 1
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be used, with the file named."""
+
+
+def inspect_image(path: Path) -> tuple[int, int]:
+    """(width, height) of an 8-bit RGB image file; BadImageError naming the file otherwise."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode, size = image.mode, image.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise BadImageError(f"{path}: cannot be decoded as an image ({err})") from err
+    if mode != "RGB":
+        kind = {"L": "greyscale", "LA": "greyscale with alpha", "RGBA": "RGB with alpha", "P": "palette",
+                "I;16": "16-bit", "I;16B": "16-bit", "I": "32-bit integer", "F": "floating-point"}.get(mode, mode)
+        raise BadImageError(f"{path}: is a {kind} image (mode {mode}); expected 8-bit RGB")
+    return size
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """An 8-bit RGB image file as H x W x 3 float32 in [0, 1] (checked by `inspect_image`)."""
+    inspect_image(path)
+    with Image.open(path) as image:
+        return np.asarray(image, dtype=np.float32) / 255.0
+
+
+@dataclass
+class CheckReport:
+    """What `harness data check` found: problems fail the check, notes only inform."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+
+def layouts_for(setting: Setting | None) -> list[Layout]:
+    """Every dataset `setting` reads (test and training), or those of every setting."""
+    settings = [setting] if setting else [SETTINGS.get(n) for n in SETTINGS]
+    names: dict[str, Layout] = {}
+    for s in settings:
+        for task in (*s.tasks, *s.training_tasks):
+            test = LAYOUTS.get(task.test_set)
+            names[test.name] = test
+            for train_set in task.train_sets:
+                layout = train_layout(train_set)
+                names[layout.name] = layout
+    return list(names.values())
+
+
+def check_tree(root: Path, setting: Setting | None = None, decode: bool = True) -> CheckReport:
+    """Validate the datasets of `setting` under `root`: folders, pairing, decoding, sizes, counts."""
+    report = CheckReport()
+    if not root.is_dir():
+        report.problems.append(f"data root {root} is not a folder")
+        return report
+    for layout in layouts_for(setting):
+        pairs, problems = pairs_of(layout, root)
+        report.problems += problems
+        report.counts[layout.name] = len(pairs)
+        if not pairs and not problems:
+            report.problems.append(f"{layout.name}: no images in {root / layout.clean_dir}")
+        if pairs and layout.expected and len(pairs) != layout.expected:
+            report.notes.append(f"{layout.name}: {len(pairs)} {'pairs' if layout.degraded_dir else 'images'}, "
+                                f"the published dataset has {layout.expected} ({layout.source})")
+        if not decode:
+            continue
+        for pair in pairs:
+            try:
+                target_size = inspect_image(pair.target)
+                if pair.degraded is not None:
+                    degraded_size = inspect_image(pair.degraded)
+                    if degraded_size != target_size:
+                        report.problems.append(f"{layout.name}: {pair.degraded} is {degraded_size[0]}x{degraded_size[1]} "
+                                               f"but its target {pair.target} is {target_size[0]}x{target_size[1]}")
+            except BadImageError as err:
+                report.problems.append(f"{layout.name}: {err}")
+    return report
+
+
+def expected_tree(setting: Setting | None = None) -> str:
+    """The folders (and counts) the datasets of `setting` are read from."""
+    return "\n".join(f"<root>/{layout.describe()}   [{layout.name}]" for layout in layouts_for(setting))
+
+
+class RealData:
+    """A setting's data read from a benchmark tree under `root`."""
+
+    def __init__(self, setting: Setting, root: str | Path):
+        self.setting, self.root = setting, Path(root)
+        self.name = str(self.root)
+        if not self.root.is_dir():
+            raise ValueError(f"--data-root {self.root} is not a folder; `harness data layout` shows the expected tree")
+        for layout in layouts_for(setting):
+            if not (self.root / layout.clean_dir).is_dir():
+                raise ValueError(f"--data-root {self.root}: {layout.name} is missing (expected {layout.describe()}); "
+                                 f"run `harness data check --root {self.root} --setting {setting.name}`")
+
+    def _pairs(self, layout: Layout) -> list[FilePair]:
+        pairs, problems = pairs_of(layout, self.root)
+        if problems:
+            raise ValueError(f"--data-root {self.root}: " + "; ".join(problems[:5])
+                             + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
+        return pairs
+
+    def _clean(self, path: Path) -> np.ndarray:
+        image = load_rgb(path)
+        return to_grey(image) if self.setting.greyscale else image
+
+    @functools.cache
+    def test_pairs(self, task: str) -> list[TestPair]:
+        """The task's test pairs; synthesised degradations use a fixed seed per (task, image)."""
+        spec = next((t for t in self.setting.tasks if t.name == task), None)
+        if spec is None:
+            raise KeyError(f"setting '{self.setting.name}' has no task '{task}' ({self.setting.task_names})")
+        result = []
+        for pair in self._pairs(LAYOUTS.get(spec.test_set)):
+            clean = self._clean(pair.target)
+            if pair.degraded is None:
+                rng = np.random.default_rng(test_seed(task, pair.name))
+                degraded = degrade(spec.degradation.kind, clean, rng, **spec.degradation.params)
+            else:
+                degraded = self._clean(pair.degraded)
+            result.append(TestPair(pair.name, degraded, clean))
+        return result
+
+    def training_set(self, patch_size: int, length: int, seed: int) -> Dataset:
+        """Seeded random crops of the training sets, mixed by the setting's repetition factors."""
+        sources = []
+        for index, task in enumerate(self.setting.training_tasks):
+            pairs = [p for name in dict.fromkeys(task.train_sets) for p in self._pairs(train_layout(name))]
+            if not pairs:
+                raise ValueError(f"--data-root {self.root}: no training images for task '{task.name}'")
+            sources.append((index, pairs))
+        return RealTrainingSet(self.setting, sources, patch_size, length, seed, self._clean)
+
+    @functools.cache
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of every test file's bytes and of how test inputs are made."""
+        digest = hashlib.sha256(f"real-v{READER_VERSION}/{self.setting.greyscale}".encode())
+        for spec in self.setting.tasks:
+            digest.update(json.dumps([spec.name, spec.degradation.kind, spec.degradation.params], sort_keys=True).encode())
+            for pair in self._pairs(LAYOUTS.get(spec.test_set)):
+                for path in (pair.degraded, pair.target):
+                    if path is not None:
+                        digest.update(str(path.relative_to(self.root)).encode())
+                        digest.update(file_digest(path).encode())
+        return digest.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, cached by (path, size, modification time) for this process."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class RealTrainingSet(Dataset):
+    """Item i is a deterministic function of (seed, i): task, file, crop, flips, synthesis."""
+
+    def __init__(self, setting, sources, patch: int, length: int, seed: int, read):
+        self.setting, self.sources, self.patch, self.length, self.seed, self.read = setting, sources, patch, length, seed, read
+        self.kinds = list(dict.fromkeys(t.degradation.kind for t in setting.training_tasks))
+        # PromptIR's epoch composition: each task's share is its repetition factor times its size.
+        weights = np.array([setting.training_tasks[i].train_repeat * len(pairs) for i, pairs in sources], float)
+        self.task_weights = weights / weights.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    @functools.lru_cache(maxsize=64)
+    def _image(self, path: Path) -> np.ndarray:
+        return self.read(path)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        tasks = self.setting.training_tasks
+        if self.setting.all_levels_per_patch:
+            chosen = list(range(len(self.sources)))
+        else:
+            chosen = [int(rng.choice(len(self.sources), p=self.task_weights))]
+        # One file for all views of an all-levels sample (they share the clean patch).
+        source_index, pairs = self.sources[chosen[0]]
+        pair = pairs[int(rng.integers(len(pairs)))]
+        clean_full = self._image(pair.target)
+        degraded_full = None if pair.degraded is None else self._image(pair.degraded)
+        height, width = clean_full.shape[:2]
+        if height < self.patch or width < self.patch:
+            raise ValueError(f"{pair.target} is {width}x{height}, smaller than the {self.patch}px training patch")
+        top, left = int(rng.integers(height - self.patch + 1)), int(rng.integers(width - self.patch + 1))
+        crop = lambda a: a[top : top + self.patch, left : left + self.patch]  # noqa: E731
+        clean = crop(clean_full)
+        flips = [axis for axis in (0, 1) if rng.random() < 0.5]  # HAIR Sec. 4.1
+        views, indices = [], []
+        for i in chosen:
+            task_index, _ = self.sources[i]
+            spec = tasks[task_index]
+            view = crop(degraded_full) if degraded_full is not None else degrade(spec.degradation.kind, clean, rng, **spec.degradation.params)
+            views.append(view)
+            indices.append(task_index)
+        for axis in flips:
+            clean, views = np.flip(clean, axis), [np.flip(v, axis) for v in views]
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
+        scale = self.setting.level_scale
+        levels = [float("nan") if tasks[i].level is None or scale is None else tasks[i].level / scale for i in indices]
+        sample = {"degraded": torch.stack([as_tensor(v) for v in views]),
+                  "target": as_tensor(clean).expand(len(indices), -1, -1, -1).contiguous(),
+                  "task_index": torch.tensor(indices), "level": torch.tensor(levels, dtype=torch.float32),
+                  # degradation kind of each view, in order of first appearance (DaAIR's expert labels)
+                  "degradation_index": torch.tensor([self.kinds.index(tasks[i].degradation.kind) for i in indices])}
+        return {k: v[0] for k, v in sample.items()} if len(indices) == 1 else sample
