@@ -70,26 +70,23 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def _print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profile: str | None = None) -> None:
-    from harness.settings import get_setting
-    from leaderboards import leaderboard, leaderboard_records
+def _print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profile: str | None = None,
+                 source: str = "reproduced") -> None:
+    from harness.settings import SETTINGS, get_setting
+    from leaderboards.board import build_board
+    from leaderboards.render import board_frame, board_records, board_text
 
-    setting = get_setting(setting_name)
-    if setting.continuous:
+    setting = get_setting(setting_name) if setting_name in SETTINGS or source == "reproduced" else None
+    if setting is not None and setting.continuous and source == "reproduced":
         _print_level_board(setting, uri, fmt, pick, profile)
         return
-    board = leaderboard(setting.name, uri, setting.task_names, setting.version, pick=pick, profile=profile)
+    board = build_board(setting_name, uri, source=source, pick=pick, profile=profile)
     if fmt == "json":
-        print(json.dumps({"setting": setting.name, "version": setting.version, "pick": pick,
-                          "rows": leaderboard_records(board, setting.task_names)}, indent=2))
+        print(json.dumps(board_records(board), indent=2))
     elif fmt == "csv":
-        print(board.to_csv(index=False), end="")
-    elif board.empty:
-        print(f"no finished runs for setting '{setting.name}' v{setting.version} in {uri}")
+        print(board_frame(board).to_csv(index=False), end="")
     else:
-        print(f"Leaderboard {setting.name} v{setting.version} ({pick} run per model; PSNR dB / SSIM)")
-        shown = board.drop(columns=["run_id", "data_fingerprint"])
-        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}" if v < 1.5 else f"{v:.2f}"))
+        print(board_text(board, markdown=fmt == "markdown"), end="")
 
 
 def _print_level_board(setting, uri: str, fmt: str, pick: str, profile: str | None) -> None:
@@ -145,8 +142,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Print the leaderboard of a setting from finished MLflow runs."""
     from harness.config import tracking_uri
 
-    _print_board(args.setting, tracking_uri(args.tracking_uri), args.format, args.pick, args.profile)
+    _print_board(args.setting, tracking_uri(args.tracking_uri), args.format, args.pick, args.profile, args.source)
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the read-only Streamlit dashboard (on 127.0.0.1 unless --address says otherwise)."""
+    from dashboards.launch import serve
+    from harness.config import tracking_uri
+
+    return serve(tracking_uri(args.tracking_uri), address=args.address, port=args.port, mlflow_ui=args.mlflow_ui)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -243,13 +248,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("leaderboard", help="rank the finished runs of a setting")
+    p = sub.add_parser("leaderboard", help="rank the finished runs of a setting, beside the papers' numbers")
     p.add_argument("--setting", required=True)
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--source", choices=["reproduced", "reported", "all"], default="reproduced",
+                   help="reproduced runs (default), the papers' reported rows, or both side by side")
+    p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     p.add_argument("--pick", choices=["best", "latest"], default="best", help="which run stands for a model")
     p.add_argument("--profile", help="only runs of this profile")
     p.add_argument("--tracking-uri")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("dashboard", help="serve the read-only Streamlit dashboard of the tracked runs")
+    p.add_argument("--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--tracking-uri", help="MLflow tracking URI to read (default as for submit)")
+    p.add_argument("--mlflow-ui", help="base URL of an MLflow UI for run links (default: the tracking URI when "
+                                       "it is http(s), else http://127.0.0.1:5000)")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 

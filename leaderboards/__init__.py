@@ -1,4 +1,4 @@
-"""Leaderboards per setting, built from finished MLflow runs."""
+"""Leaderboards per setting: reproduced MLflow runs beside the papers' reported results."""
 from leaderboards.runs import leaderboard, leaderboard_records
 
 __all__ = ["leaderboard", "leaderboard_records"]

@@ -1,7 +1,9 @@
 """A leaderboard of reproduced results: one row per model, from FINISHED MLflow runs only.
 
 Crashed, killed or still-running runs never appear: only runs whose status is FINISHED (set by
-the harness after a successful evaluation) are read.
+the harness after a successful evaluation) are read. Runs are ranked only against runs scored on
+the same test images: one ranking per data fingerprint, so runs on the embedded synthetic suite
+are never ranked together with runs on real data.
 """
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ from typing import Any
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from leaderboards.efficiency import run_efficiency
+
 PICKS = ("best", "latest")
+EMBEDDED = "embedded"
 
 
-def _finished_runs(client: MlflowClient, setting: str) -> list[Any]:
+def finished_runs(client: MlflowClient, setting: str) -> list[Any]:
+    """Every FINISHED run of `setting` in the store of `client` (all pages)."""
     experiment = client.get_experiment_by_name(f"restoration-bench/{setting}")
     if experiment is None:
         return []
@@ -32,49 +38,88 @@ def _finished_runs(client: MlflowClient, setting: str) -> list[Any]:
             return runs
 
 
-def leaderboard(
-    setting: str,
-    tracking_uri: str,
-    tasks: list[str],
-    version: int,
-    pick: str = "best",
-    profile: str | None = None,
-) -> pd.DataFrame:
-    """Rows per (model, variant) of setting `setting` at `version`, sorted by average PSNR.
+_finished_runs = finished_runs  # the name leaderboards/levels.py imports
 
-    `pick` chooses which run stands for a model: the one with the best average PSNR, or the
-    latest. Columns: rank, model, variant, pick, runs, psnr/avg, ssim/avg, psnr/<task>,
-    ssim/<task> for every task, profile, run_id, data_fingerprint.
-    """
-    if pick not in PICKS:
-        raise ValueError(f"pick must be one of {PICKS}, got '{pick}'")
+
+def ranking_label(data_source: str | None, fingerprint: str | None) -> str:
+    """The name of the ranking a run belongs to: its data source and test-set fingerprint."""
+    short = (fingerprint or "unknown")[:8]
+    if data_source == EMBEDDED:
+        return f"embedded synthetic suite ({short})"
+    return f"real data {data_source} ({short})"
+
+
+def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: str | None = None) -> pd.DataFrame:
+    """One row per run of setting version `version` (and `profile`, when given): tags, metrics, efficiency."""
     rows = []
-    for run in _finished_runs(MlflowClient(tracking_uri), setting):
+    for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
-        if tags.get("setting_version") != str(version) or (profile and tags.get("profile") != profile):
+        if version is not None and tags.get("setting_version") != str(version):
+            continue
+        if profile and tags.get("profile") != profile:
             continue
         if tags.get("dedicated_level") or tags.get("role"):  # per-level baselines and sweep parents
             continue
         row = {"model": tags.get("model"), "variant": tags.get("variant"), "profile": tags.get("profile"),
-               "run_id": run.info.run_id, "start_time": run.info.start_time,
-               "data_fingerprint": tags.get("data_fingerprint")}
+               "data_source": tags.get("data_source"), "data_fingerprint": tags.get("data_fingerprint"),
+               "ranking": ranking_label(tags.get("data_source"), tags.get("data_fingerprint")),
+               "run_id": run.info.run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
+               "start_time": run.info.start_time, "seed": tags.get("seed")}
         for name in ["avg", *tasks]:
             for metric in ("psnr", "ssim"):
                 row[f"{metric}/{name}"] = metrics.get(f"{metric}/{name}", math.nan)
+        row.update(run_efficiency(row["model"], row["variant"], run.data.params, metrics))
         rows.append(row)
-    columns = ["rank", "model", "variant", "pick", "runs", "psnr/avg", "ssim/avg"]
-    columns += [f"{m}/{t}" for t in tasks for m in ("psnr", "ssim")] + ["profile", "run_id", "data_fingerprint"]
-    if not rows:
+    return pd.DataFrame(rows)
+
+
+def board_columns(tasks: list[str]) -> list[str]:
+    """Column order of a reproduced leaderboard."""
+    columns = ["rank", "model", "variant", "pick", "runs", "ranking", "psnr/avg", "ssim/avg"]
+    columns += [f"{m}/{t}" for t in tasks for m in ("psnr", "ssim")]
+    return columns + ["params", "params_source", "macs", "profile", "data_source", "run_id", "data_fingerprint",
+                      "run_name", "experiment_id", "start_time"]
+
+
+def pick_runs(frame: pd.DataFrame, tasks: list[str], pick: str = "best") -> pd.DataFrame:
+    """One run per (ranking, model, variant), ranked by average PSNR within each ranking.
+
+    `pick` chooses which run stands for a model: the one with the best average PSNR (the latest
+    among equals), or the latest. Rankings on real data come before the embedded suite's.
+    """
+    if pick not in PICKS:
+        raise ValueError(f"pick must be one of {PICKS}, got '{pick}'")
+    columns = board_columns(tasks)
+    if frame.empty:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows)
-    order = "psnr/avg" if pick == "best" else "start_time"
-    frame = frame.sort_values(order, ascending=False)
-    counts = frame.groupby(["model", "variant"]).size().rename("runs")
-    board = frame.drop_duplicates(["model", "variant"]).join(counts, on=["model", "variant"])
-    board = board.sort_values("psnr/avg", ascending=False).reset_index(drop=True)
+    keys = ["ranking", "model", "variant"]
+    order = ["psnr/avg", "start_time"] if pick == "best" else ["start_time"]  # ties: the latest run
+    frame = frame.sort_values(order, ascending=False, kind="stable")
+    counts = frame.groupby(keys).size().rename("runs")
+    board = frame.drop_duplicates(keys).join(counts, on=keys)
+    board["embedded"] = board["data_source"] == EMBEDDED
+    board = board.sort_values(["embedded", "ranking", "psnr/avg"], ascending=[True, True, False])
+    board["rank"] = board.groupby("ranking").cumcount() + 1
     board["pick"] = pick
-    board["rank"] = range(1, len(board) + 1)
-    return board[columns]
+    return board[columns].reset_index(drop=True)
+
+
+def leaderboard(
+    setting: str,
+    tracking_uri: str,
+    tasks: list[str],
+    version: int | None,
+    pick: str = "best",
+    profile: str | None = None,
+) -> pd.DataFrame:
+    """Reproduced rows of setting `setting` at `version`: one run per model and ranking, ranked by average PSNR.
+
+    Columns: rank, model, variant, pick, runs, ranking, psnr/avg, ssim/avg, psnr/<task>,
+    ssim/<task> for every task, params, params_source, macs, profile, data_source, run_id,
+    data_fingerprint, run_name, experiment_id, start_time.
+    """
+    runs = finished_runs(MlflowClient(tracking_uri), setting)
+    return pick_runs(run_table(runs, tasks, version, profile), tasks, pick)
 
 
 def leaderboard_records(board: pd.DataFrame, tasks: list[str]) -> list[dict[str, Any]]:
@@ -83,8 +128,8 @@ def leaderboard_records(board: pd.DataFrame, tasks: list[str]) -> list[dict[str,
     for row in board.to_dict("records"):
         records.append({
             "rank": int(row["rank"]), "model": row["model"], "variant": row["variant"], "pick": row["pick"],
-            "runs": int(row["runs"]), "profile": row["profile"], "run_id": row["run_id"],
-            "data_fingerprint": row["data_fingerprint"],
+            "runs": int(row["runs"]), "ranking": row["ranking"], "profile": row["profile"],
+            "data_source": row["data_source"], "run_id": row["run_id"], "data_fingerprint": row["data_fingerprint"],
             "average": {"psnr": row["psnr/avg"], "ssim": row["ssim/avg"]},
             "tasks": {t: {"psnr": row[f"psnr/{t}"], "ssim": row[f"ssim/{t}"]} for t in tasks},
         })

@@ -1,0 +1,76 @@
+"""Efficiency columns of a reproduced run: parameters and MACs, measured or counted.
+
+A run may record measured figures as metrics or params named `efficiency.params` and
+`efficiency.macs` (`/` as separator works too; `efficiency.gmacs` is read as 1e9 MACs). Without
+a recorded parameter count, the zoo counts the parameters of the run's model configuration on the
+meta device; MACs are only shown when the run measured them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import yaml
+
+
+def _recorded(name: str, params: dict[str, str], metrics: dict[str, float]) -> float | None:
+    for key in (f"efficiency.{name}", f"efficiency/{name}"):
+        for source in (metrics, params):
+            if key in source:
+                try:
+                    value = float(source[key])
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(value):
+                    return value
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _zoo_count(model: str, variant: str, overrides: tuple[tuple[str, Any], ...]) -> int | None:
+    from zoo import parameter_count
+
+    try:
+        return int(parameter_count(model, variant, **dict(overrides)))
+    except Exception:  # an unknown model or an override the zoo cannot rebuild: count unknown
+        return None
+
+
+def _overrides(model: str, variant: str, params: dict[str, str]) -> tuple[tuple[str, Any], ...] | None:
+    """The run's model options that differ from the zoo's configuration (None when unreadable)."""
+    from harness.config import flatten
+    from zoo import model_config
+
+    try:
+        default = flatten(dataclasses.asdict(model_config(model, variant)))
+    except Exception:
+        return None
+    changed = []
+    for key, value in params.items():
+        if not key.startswith("model."):
+            continue
+        field = key[len("model."):]
+        if field in default and str(default[field]) != value:
+            try:
+                changed.append((field, yaml.safe_load(value)))
+            except yaml.YAMLError:
+                return None
+    return tuple(sorted(changed))
+
+
+def run_efficiency(model: str | None, variant: str | None, params: dict[str, str], metrics: dict[str, float]) -> dict[str, Any]:
+    """{'params', 'params_source', 'macs'} of a run: recorded by the run, else counted by the zoo."""
+    count = _recorded("params", params, metrics)
+    macs = _recorded("macs", params, metrics)
+    if macs is None:
+        gmacs = _recorded("gmacs", params, metrics)
+        macs = None if gmacs is None else gmacs * 1e9
+    source = "run" if count is not None else None
+    if count is None and model and variant:
+        overrides = _overrides(model, variant, params)
+        if overrides is not None:
+            count = _zoo_count(model, variant, overrides)
+            source = "zoo" if count is not None else None
+    return {"params": None if count is None else int(count), "params_source": source, "macs": macs}

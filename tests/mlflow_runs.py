@@ -1,0 +1,68 @@
+"""Real MLflow runs for the leaderboard and dashboard tests, without Ray.
+
+A zoo model is evaluated on the embedded suite (real images, real metrics) and the result is
+logged exactly as harness/trial.py logs it: the run's tags and params from harness.submit and
+RunConfig, metrics psnr/<task> and ssim/<task>, results/per_image.json and samples/<task>.png.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import tracking
+from harness.config import RunConfig
+from harness.data import open_data
+from harness.evaluation import EvaluationResult, evaluate
+from harness.settings import get_setting
+from harness.submit import run_tags
+from zoo import create_model
+
+
+@contextmanager
+def bench_home(path: Path):
+    """RESTORATION_BENCH_HOME set to `path` (where the experiment's artifacts go) for the block."""
+    old = os.environ.get("RESTORATION_BENCH_HOME")
+    os.environ["RESTORATION_BENCH_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("RESTORATION_BENCH_HOME", None)
+        else:
+            os.environ["RESTORATION_BENCH_HOME"] = old
+
+
+@functools.lru_cache(maxsize=None)
+def evaluation(setting: str, model: str, variant: str = "tiny") -> EvaluationResult:
+    """`model` (seeded initial weights) evaluated on every task of `setting` on the embedded suite."""
+    torch.manual_seed(0)
+    spec = get_setting(setting)
+    return evaluate(create_model(model, variant), spec, open_data(spec))
+
+
+def log_run(uri: str, setting: str, model: str, result: EvaluationResult, *, variant: str = "tiny",
+            profile: str = "default", data_source: str | None = None, fingerprint: str | None = None,
+            run_name: str | None = None, extra_metrics: dict[str, float] | None = None,
+            status: str = "FINISHED") -> str:
+    """Log `result` as a finished run of `model` on `setting`, as `harness submit` would; returns its id.
+
+    `data_source` and `fingerprint` default to the embedded suite's; giving others records the
+    run as scored on that data (what a --data-root run records).
+    """
+    run = RunConfig(model=model, setting=setting, variant=variant, profile=profile)
+    data = open_data(run.resolved_setting())
+    tags = run_tags(run, data_source or data.name, fingerprint or data.fingerprint())
+    client = tracking.client(uri)
+    run_id = tracking.start_run(client, setting, run_name or f"{model}-{variant}-{setting}", tags, run.params())
+    metrics: dict[str, Any] = result.flat_metrics()
+    metrics.update(extra_metrics or {})
+    tracking.log_metrics(client, run_id, metrics, step=run.resolved_profile().steps)
+    tracking.log_json(client, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")
+    tracking.log_samples(client, run_id, {t: r.example for t, r in result.tasks.items() if r.example})
+    client.set_terminated(run_id, status)
+    return run_id
