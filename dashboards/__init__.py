@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: read-only views of the tracked runs beside the papers' numbers."""

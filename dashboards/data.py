@@ -1,0 +1,113 @@
+"""What the dashboard reads, through the MLflow client API only, cached with st.cache_data.
+
+Nothing here writes: a SQLite store that does not exist is reported as empty instead of being
+created (opening it with the MLflow client would create its tables).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from leaderboards.board import Board, build_board
+
+TTL = 30  # seconds a cached query lives: new runs show up within this time
+
+
+def tracking_uri() -> str:
+    """The tracking URI `harness dashboard` passed on (MLFLOW_TRACKING_URI), else the harness default."""
+    from harness.config import tracking_uri as default_uri
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def mlflow_ui() -> str:
+    """Base URL of the MLflow UI that run links point to."""
+    from dashboards.launch import mlflow_ui_url
+
+    return mlflow_ui_url(tracking_uri(), os.environ.get("RESTORATION_BENCH_MLFLOW_UI"))
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    """Link to a run in the MLflow UI."""
+    return f"{mlflow_ui()}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def store_exists(uri: str) -> bool:
+    """False for a SQLite store whose file is missing (nothing to read); True for anything else."""
+    if not uri.startswith("sqlite:///"):
+        return True
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).exists()
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def all_settings() -> list[str]:
+    """Registered settings and settings only the papers report on, sorted."""
+    from harness.settings import SETTINGS
+    from leaderboards.reported import reported_settings
+
+    return sorted(set(SETTINGS.names()) | set(reported_settings()))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def board(uri: str, setting: str, pick: str = "best", profiles: tuple[str, ...] | None = None,
+          data_sources: tuple[str, ...] | None = None) -> Board:
+    """The setting's board (every source) from the store at `uri`, runs filtered by profile and data source."""
+    return build_board(setting, uri if store_exists(uri) else None, source="all", pick=pick, profile=profiles,
+                       data_source=data_sources)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def runs(uri: str, setting: str) -> pd.DataFrame:
+    """Every finished run of the setting (not only the one per model the board picks), newest first."""
+    from leaderboards.board import setting_tasks
+    from leaderboards.runs import finished_runs, run_table
+
+    if not store_exists(uri):
+        return pd.DataFrame()
+    tasks, version = setting_tasks(setting)
+    frame = run_table(finished_runs(_client(uri), setting), tasks, version)
+    return frame.sort_values("start_time", ascending=False).reset_index(drop=True) if not frame.empty else frame
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def run_record(uri: str, run_id: str) -> dict[str, Any]:
+    """A run's info, tags, params and latest metrics as plain dicts."""
+    run = _client(uri).get_run(run_id)
+    return {"run_id": run.info.run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
+            "status": run.info.status, "start_time": run.info.start_time, "end_time": run.info.end_time,
+            "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+            "params": dict(run.data.params), "metrics": dict(run.data.metrics)}
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def per_image(uri: str, run_id: str) -> dict | None:
+    """The run's per-image metrics (results/per_image.json)."""
+    from leaderboards.artifacts import per_image_metrics
+
+    return per_image_metrics(_client(uri), run_id)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def sample_tasks(uri: str, run_id: str) -> list[str]:
+    """Tasks with a sample strip in the run's artifacts."""
+    from leaderboards.artifacts import sample_tasks as tasks
+
+    return tasks(_client(uri), run_id)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def sample(uri: str, run_id: str, task: str) -> np.ndarray | None:
+    """The run's 'degraded | restored | target' strip of `task`."""
+    from leaderboards.artifacts import sample_strip
+
+    return sample_strip(_client(uri), run_id, task)
