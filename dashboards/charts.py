@@ -68,6 +68,22 @@ def level_curves(board: Board, levels: dict[str, float]) -> pd.DataFrame:
     return curves.sort_values(["source", "label", "level"]).reset_index(drop=True)
 
 
+def dedicated_curves(levels_board: dict) -> pd.DataFrame:
+    """PSNR against level of the dedicated one-model-per-level runs (HyperRes's "Baseline"), per model.
+
+    `levels_board` is leaderboards.levels.level_board's result; levels without a dedicated run are left out.
+    """
+    rows = []
+    for entry in levels_board.get("boards", []):
+        label = f"dedicated per level: {entry['model']} ({entry['variant']})"
+        for row in entry["rows"]:
+            if row.get("dedicated_psnr") is not None:
+                rows.append({"label": label, "source": "reproduced", "group": "dedicated", "task": row["task"],
+                             "psnr": row["dedicated_psnr"], "psnr_low": None, "psnr_high": None,
+                             "level": float(row["level"])})
+    return pd.DataFrame(rows, columns=["label", "source", "group", "task", "psnr", "psnr_low", "psnr_high", "level"])
+
+
 def scatter_chart(points: pd.DataFrame) -> alt.Chart:
     """Parameters against average PSNR, one colour per source group, CI whiskers on reproduced points."""
     base = alt.Chart(points).encode(

@@ -67,6 +67,22 @@ def board(uri: str, setting: str, pick: str = "best", profiles: tuple[str, ...] 
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def level_board(uri: str, setting: str) -> dict:
+    """Per-level rows of a registered continuous setting, with its dedicated per-level runs (leaderboards.levels)."""
+    from harness.settings import SETTINGS
+    from leaderboards.levels import level_board as build
+    from leaderboards.reported import task_level
+
+    if not store_exists(uri) or setting not in SETTINGS:
+        return {"boards": []}
+    spec = SETTINGS.get(setting)
+    levels = {t.name: task_level(t) for t in spec.tasks if task_level(t) is not None}
+    if not levels:
+        return {"boards": []}
+    return build(setting, uri, levels, spec.trained_range(), spec.version)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def runs(uri: str, setting: str) -> pd.DataFrame:
     """Every finished run of the setting (not only the one per model the board picks), newest first."""
     from leaderboards.board import setting_tasks

@@ -48,13 +48,14 @@ def evaluation(setting: str, model: str, variant: str = "tiny") -> EvaluationRes
 def log_run(uri: str, setting: str, model: str, result: EvaluationResult, *, variant: str = "tiny",
             profile: str = "default", data_source: str | None = None, fingerprint: str | None = None,
             run_name: str | None = None, extra_metrics: dict[str, float] | None = None,
-            status: str = "FINISHED") -> str:
+            status: str = "FINISHED", train_level: float | None = None) -> str:
     """Log `result` as a finished run of `model` on `setting`, as `harness submit` would; returns its id.
 
     `data_source` and `fingerprint` default to the embedded suite's; giving others records the
-    run as scored on that data (what a --data-root run records).
+    run as scored on that data (what a --data-root run records). `train_level` records a
+    dedicated one-level run of a continuous setting (`harness submit --dedicated`).
     """
-    run = RunConfig(model=model, setting=setting, variant=variant, profile=profile)
+    run = RunConfig(model=model, setting=setting, variant=variant, profile=profile, train_level=train_level)
     data = open_data(run.resolved_setting())
     tags = run_tags(run, data_source or data.name, fingerprint or data.fingerprint())
     client = tracking.client(uri)

@@ -35,6 +35,8 @@ def store(tmp_path_factory):
                            fingerprint="0123456789abcdef", run_name=ODD_NAME),
             "levels": log_run(uri, LEVELS, "identity", evaluation(LEVELS, "identity")),
         }
+        for level in (15, 35):  # dedicated one-level runs (HyperRes's "Baseline"); identity needs no training
+            log_run(uri, LEVELS, "identity", evaluation(LEVELS, "identity"), train_level=level)
     return uri, ids
 
 
@@ -150,6 +152,11 @@ def test_levels_page_plots_psnr_against_the_level_of_each_task(monkeypatch, stor
     assert (np.diff(identity) < 0).all()
     assert identity[curves.columns.get_loc("15")] - identity[curves.columns.get_loc("30")] == pytest.approx(20 * np.log10(2), abs=0.6)
     assert curves.loc["Ours [HyperRes Tab. 1]", "15"] == 34.02
+    dedicated = curves.loc["dedicated per level: identity (tiny)"]
+    assert dedicated[["15", "35"]].tolist() == pytest.approx(identity[[curves.columns.get_loc(c) for c in ("15", "35")]])
+    assert dedicated.drop(["15", "35"]).isna().all()
+    # dedicated runs stand for one level only: they never enter the model rankings
+    assert build_board(LEVELS, uri).reproduced["model"].tolist() == ["identity"]
     (chart,) = at.get("vega_lite_chart")
     assert '"level"' in chart.proto.spec
     other = open_page(monkeypatch, uri, "five_deg", "levels")

@@ -1,4 +1,5 @@
 """Continuous-level curves: PSNR against degradation level (HyperRes settings)."""
+import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data
@@ -15,6 +16,9 @@ if not levels:
 else:
     board = data.board(uri, setting)
     curves = charts.level_curves(board, levels)
+    dedicated = charts.dedicated_curves(data.level_board(uri, setting))
+    if not dedicated.empty:
+        curves = pd.concat([curves, dedicated], ignore_index=True)
     if board.reproduced.empty:
         st.info(f"No finished runs of setting {escape(setting)} yet: only the papers' curves are shown.")
     labels = list(dict.fromkeys(curves["label"]))
