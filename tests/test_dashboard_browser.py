@@ -76,7 +76,10 @@ def dashboard(tmp_path):
 
 
 def test_leaderboard_renders_in_headless_chromium(dashboard, tmp_path):
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install -e '.[test]'")
 
     port, log = dashboard
     assert listening_addresses(port) == {"0100007F"}, "the dashboard must listen on 127.0.0.1 only"
