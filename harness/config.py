@@ -69,6 +69,19 @@ class RunConfig:
         if self.train_level is not None and self.train_level <= 0:
             raise ValueError(f"a dedicated training level must be positive, got {self.train_level}")
 
+    def with_setting_options(self) -> "RunConfig":
+        """This run with the model-config fields its setting decides filled in (given options win).
+
+        A model whose configuration has a `degradation_types` field (DaAIR: one expert per
+        degradation type) gets the number of distinct degradation kinds the setting trains on.
+        The filled options become ordinary model options: logged, and used to rebuild the model.
+        """
+        fields = {f.name for f in dataclasses.fields(model_config(self.model, self.variant))}
+        filled: dict[str, Any] = {}
+        if "degradation_types" in fields:
+            filled["degradation_types"] = len(self.resolved_setting().degradation_kinds)
+        return dataclasses.replace(self, model_options={**filled, **self.model_options})
+
     def resolved_profile(self) -> Profile:
         """The profile with the step override applied."""
         profile = PROFILES.get(self.profile)

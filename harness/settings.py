@@ -72,6 +72,15 @@ class Setting:
         return [t.name for t in self.tasks]
 
     @property
+    def degradation_kinds(self) -> list[str]:
+        """Distinct degradation kinds of the training tasks, in order of first appearance.
+
+        Tasks that differ only in level share a kind (three_deg's denoising at sigma 15, 25 and
+        50 is one kind): DaAIR has one expert per degradation type (DaAIR Sec. 3.1).
+        """
+        return list(dict.fromkeys(t.degradation.kind for t in self.training_tasks))
+
+    @property
     def training_tasks(self) -> tuple[TaskSpec, ...]:
         """The tasks training samples are drawn from."""
         return self.train_tasks or self.tasks

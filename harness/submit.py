@@ -120,6 +120,7 @@ def _fit(run: RunConfig, uri: str, run_id: str, cluster: ClusterOptions) -> dict
 def submit(run: RunConfig, cluster: ClusterOptions = ClusterOptions(), explicit_uri: str | None = None) -> SubmitResult:
     """Validate, track, train and evaluate one run; the MLflow run ends FINISHED only on success."""
     run.validate()
+    run = run.with_setting_options()
     if run.data_root is not None:
         run = dataclasses.replace(run, data_root=str(Path(run.data_root).resolve()))
     data = open_data(run.resolved_setting(), run.data_root)

@@ -102,7 +102,8 @@ def train(
                 group["lr"] = lr
             batch = flatten_views(batch)
             level = batch["level"] if torch.isfinite(batch["level"]).all() else None
-            cond = Conditioning(task_index=batch["task_index"], level=level).to(device)
+            cond = Conditioning(task_index=batch["task_index"], level=level,
+                                degradation_index=batch.get("degradation_index")).to(device)
             terms = model.training_loss(
                 batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, span.stage
             )

@@ -5,7 +5,7 @@ ones. Methods with special training needs express them by overriding hooks, neve
 the training loop:
 
 * ``training_loss`` may add auxiliary terms (e.g. DaAIR's routing loss, which needs each
-  sample's degradation label from ``Conditioning.task_index``) or train several generated
+  sample's degradation label from ``Conditioning.degradation_index``) or train several generated
   networks jointly (HyperRes' k main networks); every term is logged by name.
 * ``Conditioning.level`` carries a continuous degradation level (HyperRes).
 * ``training_stages`` splits the budget into named stages (AirNet's encoder warm-up, ADS'
@@ -27,11 +27,15 @@ class Conditioning:
 
     task_index: Tensor | None = None  # B, long: index of the degradation in the setting's tasks
     level: Tensor | None = None  # B, float: continuous degradation level (normalised)
+    # B, long: index of the sample's degradation kind in the setting's distinct kinds
+    # (Setting.degradation_kinds): three_deg's three noise levels share one kind (DaAIR's experts)
+    degradation_index: Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Conditioning":
         """Move every tensor field to `device`."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Conditioning(task_index=move(self.task_index), level=move(self.level))
+        return Conditioning(task_index=move(self.task_index), level=move(self.level),
+                            degradation_index=move(self.degradation_index))
 
 
 @dataclass
