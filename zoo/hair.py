@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.contract import Conditioning, RestorationModel
+from zoo.contract import Conditioning, LossTerms, PixelLoss, RestorationModel, TrainingStage
 
 APPLICATIONS = ("grouped", "distributive")
 
@@ -234,15 +234,16 @@ class GivSlot:
 
 
 class DacTap(nn.Module):
-    """Runs the DAC on the input of the wrapped host module, then the module itself."""
+    """Runs the DAC on the (first) input of the wrapped host module, then the module itself."""
 
     def __init__(self, module: nn.Module, dac: DegradationAwareClassifier, giv: GivSlot):
         super().__init__()
         self.module, self.dac, self.giv = module, dac, giv
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *args: Tensor) -> Tensor:
+        # Host modules may take more inputs than the features (AirNet's blocks: a condition map).
         self.giv.giv = self.dac(x)
-        return self.module(x)
+        return self.module(x, *args)
 
 
 class HyperBlock(nn.Module):
@@ -253,13 +254,13 @@ class HyperBlock(nn.Module):
         self.block, self.selector, self.slot, self.giv = block, selector, slot, giv
         self.last_selection: Tensor | None = None  # detached, for inspection and analysis
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *args: Tensor) -> Tensor:
         if self.giv.giv is None:
             raise RuntimeError("a HyperTrans block ran before the degradation-aware classifier")
         self.slot.selection = self.selector(self.giv.giv)
         self.last_selection = self.slot.selection.detach()
         try:
-            return self.block(x)
+            return self.block(x, *args)
         finally:
             self.slot.selection = None
 
@@ -303,6 +304,34 @@ class Hair(RestorationModel):
         finally:
             self.last_giv = None if self._giv.giv is None else self._giv.giv.detach()
             self._giv.giv = None
+
+    # The host's training needs stay the host's: HAIR changes its parameters, not its recipe
+    # (e.g. AirNet's contrastive warm-up and momentum encoder keep working under HAIR).
+
+    def training_stages(self) -> list[TrainingStage]:
+        """The host's stages."""
+        return self.host.training_stages()
+
+    def stage_parameters(self, stage: TrainingStage) -> list[nn.Parameter]:
+        """The host's parameters for `stage`, plus the Weight Boxes whenever the hyper blocks train.
+
+        The boxes stand in for the hyper blocks' convolutions, so they train in exactly the
+        stages that train those blocks (recognised by their selecting nets' parameters).
+        """
+        chosen = {id(p) for p in self.host.stage_parameters(stage)}
+        hyper = {id(p) for block in self.hyper_blocks.values() for p in block.selector.parameters()}
+        if chosen & hyper:
+            chosen |= {id(p) for p in self.weight_boxes.parameters()}
+        return [p for p in self.parameters() if id(p) in chosen and p.requires_grad]
+
+    def training_loss(self, degraded: Tensor, target: Tensor, cond: Conditioning, pixel_loss: PixelLoss,
+                      stage: TrainingStage) -> LossTerms:
+        """The host's loss; its forward passes run through the DAC and the hyper blocks."""
+        return self.host.training_loss(degraded, target, cond, pixel_loss, stage)
+
+    def after_optimizer_step(self, stage: TrainingStage) -> None:
+        """The host's hook (momentum encoders, EMA)."""
+        self.host.after_optimizer_step(stage)
 
     def selections(self) -> dict[str, Tensor]:
         """The selecting vector (B x N) of every hyper block from the last forward pass."""

@@ -1,4 +1,4 @@
-"""HAIR attached to host networks: Res-HAIR (Restormer) and NAFNet-HAIR.
+"""HAIR attached to host networks: Res-HAIR (Restormer), NAFNet-HAIR and AirNet-HAIR.
 
 Each builder makes the ordinary host and hands ``Hair`` a plan: where the DAC reads the
 features and which blocks become HyperTrans blocks with how many Weight Box candidates.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zoo.airnet import TINY_AIRNET, AirNet, AirNetConfig
 from zoo.factory import register_model
 from zoo.hair import Hair, HairPlan, HyperLevel
 from zoo.nafnet import NAFNet, NAFNetConfig
@@ -105,3 +106,46 @@ def nafnet_hair_plan(config: NAFNetHairConfig) -> HairPlan:
 def nafnet_hair(config: NAFNetHairConfig) -> Hair:
     """Build NAFNet-HAIR: a NAFNet with HAIR attached to its decoder."""
     return Hair(NAFNet(config.host), nafnet_hair_plan(config))
+
+
+@dataclass(frozen=True)
+class AirNetHairConfig:
+    """AirNet host plus the Weight Box size N of each hyper group."""
+
+    host: AirNetConfig = AirNetConfig()
+    # N = 5: DGRN runs every group at full resolution, the level at which Res-HAIR uses its
+    # smallest box, N = 5 (HAIR Sec. 4.1); HAIR gives no N for AirNet.
+    candidates: int = 5
+    application: str = "grouped"
+
+
+def airnet_hair_plan(config: AirNetHairConfig) -> HairPlan:
+    """DAC on the input of DGRN's middle group; every guided block from there on is hyper.
+
+    HAIR Tab. 4 and Sec. 4.3 ("the DAC at the network's midpoint ... the subsequent layers
+    Hypernetworks-based"): with 5 groups, the middle group and the two after it form the second
+    half, as the latent level does in Res-HAIR. Each group's blocks share one Weight Box (HAIR
+    Sec. 9.2: one box per level). The boxes generate every ``nn.Conv2d`` of a guided block (its
+    two 3x3 convolutions, the offset/mask and SFT convolutions); the deformable kernel is not an
+    ``nn.Conv2d`` (a deformable convolution applies it) and stays an ordinary parameter. Box candidates
+    are initialised like ordinary convolutions (HAIR), so the hyper blocks' offset/mask
+    convolutions do not start at zero as AirNet's own do.
+    """
+    host = config.host
+    first = host.groups // 2
+    levels = tuple(
+        HyperLevel(f"group{g + 1}", stage_blocks(f"restorer.groups.{g}.blocks", host.blocks), config.candidates)
+        for g in range(first, host.groups)
+    )
+    return HairPlan(tap=f"restorer.groups.{first}", tap_channels=host.width, giv_channels=2 * host.width,
+                    levels=levels, application=config.application)
+
+
+@register_model(
+    configs={"paper": AirNetHairConfig(), "tiny": AirNetHairConfig(host=TINY_AIRNET, candidates=3)},
+    summary="AirNet with HAIR on the second half of its restorer (HAIR Tab. 4: 10M)",
+    source="Cao et al., HAIR, Sec. 3 and Tab. 4 (../shared/seeds/000); AirNet, CVPR 2022",
+)
+def airnet_hair(config: AirNetHairConfig) -> Hair:
+    """Build AirNet-HAIR: AirNet with HAIR attached to its restorer."""
+    return Hair(AirNet(config.host), airnet_hair_plan(config))
