@@ -1,28 +1,47 @@
-"""Full-reference metrics as batched torch code, following the all-in-one papers' protocol.
+"""Full-reference PSNR and SSIM as batched torch code, under an explicit MetricProtocol.
 
-PSNR and SSIM reproduce scikit-image's ``peak_signal_noise_ratio`` and ``structural_similarity``
-with its defaults (7x7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03, mean over colour
-channels), which PromptIR's utils/val_utils.py calls and HAIR and DaAIR inherit. Scores are per
-image (tensor of length B); computed in float64 so they agree with the reference to 1e-6.
+`ssim` reproduces scikit-image's ``structural_similarity`` with its defaults (7x7 uniform
+window, sample covariance, K1 = 0.01, K2 = 0.03, mean over colour channels of the 'valid'
+region), which PromptIR's utils/val_utils.py calls and HAIR and DaAIR inherit; `ssim_gaussian`
+is Wang et al.'s Gaussian form and `ssim_matlab` adds MATLAB's downsampling step. Scores are per
+image (a float64 tensor of length B).
+
+Speed (benchmarks/metrics_throughput.py): SSIM needs five local moments; they are computed from
+four maps, a = x + y and d = x - y and their squares, each centred by its per-channel image mean
+so that float32 keeps about 1e-7 of accuracy (variance = E[a^2] - E[a]^2 cancels badly on
+uncentred data). The separable window sums run as shifted adds over the flattened buffer (a
+shift by 1 walks along rows, a shift by W down columns), so every operation is one contiguous
+vectorised loop; positions whose window wraps across a row or plane are computed and ignored.
+Work is done one cache-sized chunk of images at a time in reused buffers.
 """
 from __future__ import annotations
 
+import math
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.settings import MetricProtocol
+from harness.protocols import MetricProtocol
 from zoo.registry import Registry
 
 MetricFn = Callable[[Tensor, Tensor, float], Tensor]
 METRICS: Registry[MetricFn] = Registry("metric")
 
+K1, K2 = 0.01, 0.03  # SSIM stabilising constants (Wang et al. 2004, Eq. 7; scikit-image defaults)
+UNIFORM_WIN = 7  # scikit-image's default win_size
+GAUSS_WIN, GAUSS_SIGMA = 11, 1.5  # Wang et al. 2004, Sec. III-C
+CHUNK_ELEMENTS = 2**18  # values per chunk (about one 256x256 RGB image): its float32 buffers stay in cache
+
 
 def rgb_to_y(images: Tensor) -> Tensor:
     """ITU-R BT.601 luma of RGB images in [0, 1] (MATLAB rgb2ycbcr, scaled back to [0, 1])."""
-    weights = images.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
+    weights = images.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)  # BT.601 for 8-bit, /255
     return ((images * weights).sum(1, keepdim=True) + 16.0) / 255.0
 
 
@@ -33,13 +52,155 @@ def psnr(restored: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-def _ssim_map(x: Tensor, y: Tensor, data_range: float, window: Callable[[Tensor], Tensor], n: int, sample_cov: bool) -> Tensor:
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    ux, uy = window(x), window(y)
-    uxx, uyy, uxy = window(x * x), window(y * y), window(x * y)
-    norm = n / (n - 1) if sample_cov else 1.0
-    vx, vy, vxy = norm * (uxx - ux * ux), norm * (uyy - uy * uy), norm * (uxy - ux * uy)
-    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+class _Window:
+    """A separable SSIM window: 1-D taps, the scale of their 2-D sum, the covariance correction."""
+
+    def __init__(self, taps: list[float], scale: float, sample_cov: bool):
+        self.taps, self.size = taps, len(taps)
+        self.scale = scale  # the window sums equal `scale` times the weighted means
+        n = self.size**2
+        self.cov_norm = n / (n - 1) if sample_cov else 1.0  # scikit-image: NP / (NP - 1)
+
+
+def _gaussian_taps() -> list[float]:
+    g = [math.exp(-((i - GAUSS_WIN // 2) ** 2) / (2 * GAUSS_SIGMA**2)) for i in range(GAUSS_WIN)]
+    return [v / sum(g) for v in g]
+
+
+UNIFORM = _Window([1.0] * UNIFORM_WIN, float(UNIFORM_WIN**2), sample_cov=True)  # sums, not means
+GAUSSIAN = _Window(_gaussian_taps(), 1.0, sample_cov=False)
+
+_LOCAL = threading.local()  # per-thread reused buffers: {(elements, dtype, device): [3 flat tensors]}
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _workspace(n: int, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
+    """Three reused flat buffers of at least 4n elements for this thread (the last two sizes kept)."""
+    cache = getattr(_LOCAL, "buffers", None)
+    if cache is None:
+        cache = _LOCAL.buffers = OrderedDict()
+    key = (dtype, str(device))
+    have = cache.get(key)
+    if have is None or have[0].numel() < 4 * n:
+        cache[key] = [torch.zeros(4 * n, dtype=dtype, device=device) for _ in range(3)]
+        while len(cache) > 2:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
+
+
+def _window_sum(src: Tensor, dst: Tensor, tmp: Tensor, window: _Window, stride: int) -> None:
+    """dst[p] = sum_k taps[k] * src[p + k * stride] over flat buffers (wrapped positions are ignored)."""
+    k, n = window.size, src.numel()
+    if window is UNIFORM and k == 7:  # 4 adds: pairs, quadruples, then 4 + 2 + 1
+        torch.add(src[: n - stride], src[stride:], out=tmp[: n - stride])
+        torch.add(tmp[: n - 3 * stride], tmp[2 * stride : n - stride], out=dst[: n - 3 * stride])
+        length = n - 6 * stride
+        dst[:length].add_(tmp[4 * stride : 4 * stride + length]).add_(src[6 * stride :])
+        return
+    length = n - (k - 1) * stride
+    torch.mul(src[:length], window.taps[0], out=dst[:length])
+    for i, w in enumerate(window.taps[1:], start=1):
+        dst[:length].add_(src[i * stride : i * stride + length], alpha=w)
+
+
+def _planes_ssim(x: Tensor, y: Tensor, data_range: float, window: _Window) -> tuple[Tensor, Tensor]:
+    """SSIM and MSE of each plane of P x 1 x H x W planes (float64, length P), in x's dtype."""
+    p, _, h, w = x.shape
+    ho, wo = h - window.size + 1, w - window.size + 1
+    s, n = window.scale, p * h * w
+    c1 = (K1 * data_range * s) ** 2  # C1 in units of the window sums
+    c2 = (K2 * data_range) ** 2 * s / window.cov_norm  # C2 in units of s * variance
+    maps, tmp, box = (t[: 4 * n] for t in _workspace(n, x.dtype, x.device))
+    a, d, aa, dd = maps.view(4, p, 1, h, w).unbind(0)
+    # centre a = x + y by a near-mean constant (every 4th pixel): any constant is exact, one near
+    # the mean keeps E[a^2] - E[a]^2 accurate in float32; d = x - y is near zero already
+    ca = (x[..., ::4, ::4] + y[..., ::4, ::4]).mean((-1, -2), keepdim=True)
+    torch.add(x, y, out=a).sub_(ca)
+    torch.sub(x, y, out=d)
+    torch.mul(a, a, out=aa)
+    torch.mul(d, d, out=dd)
+    mse = dd.sum((1, 2, 3), dtype=torch.float64) / (h * w)
+    _window_sum(maps, box, tmp, window, 1)  # along rows
+    _window_sum(box, maps, tmp, window, w)  # down columns
+    sa, sd, saa, sdd = maps.view(4, p, 1, h, w).unbind(0)  # window sums: s times the local means
+    cs_num = tmp[:n].view(p, 1, h, w)
+    saa.addcmul_(sa, sa, value=-1 / s).add_(2 * c2)  # s var(a) + 2 C2' = s (vx + vy + 2 cxy) + 2 C2'
+    sdd.addcmul_(sd, sd, value=-1 / s)  # s var(d) = s (vx + vy - 2 cxy)
+    torch.sub(saa, sdd, out=cs_num)  # 2 (2 s cxy + C2')
+    saa.add_(sdd)  # 2 (s (vx + vy) + C2')
+    sa.add_(ca, alpha=s).square_().add_(2 * c1)  # s^2 (ux + uy)^2 + 2 C1'
+    sd.square_()  # s^2 (ux - uy)^2
+    torch.sub(sa, sd, out=sdd)  # 2 (2 s^2 ux uy + C1')
+    sa.add_(sd)  # 2 (s^2 (ux^2 + uy^2) + C1')
+    sdd.mul_(cs_num).div_(sa.mul_(saa))  # the SSIM map
+    rows = sdd[..., :ho, :wo].sum(-1)  # one row in the compute dtype (1e-7 relative), then float64
+    return rows.sum((1, 2), dtype=torch.float64) / (ho * wo), mse
+
+
+@dataclass(frozen=True)
+class _SsimForm:
+    """An SSIM variant: its window and an optional resampling applied first (MATLAB's)."""
+
+    window: _Window
+    resample: Callable[[Tensor], Tensor] | None = None
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A persistent pool whose threads run torch ops single-threaded (no per-op barriers)."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="metrics",
+                                             initializer=torch.set_num_threads, initargs=(1,))
+    return _POOLS[workers]
+
+
+def _scored(restored: Tensor, target: Tensor, protocol: MetricProtocol | None, form: _SsimForm,
+            data_range: float) -> tuple[Tensor, Tensor]:
+    """Per-image (SSIM, MSE) of B x C x H x W batches; images are prepared chunk by chunk.
+
+    On CPU, chunks of about CHUNK_ELEMENTS values run one per thread of a small pool (each thread
+    single-threaded), so buffers stay in cache and no operation waits for a busy core. MSE is that
+    of the prepared images (NaN when `form` resamples: use `psnr` on them instead).
+    """
+    if restored.shape != target.shape:
+        raise ValueError(f"restored {tuple(restored.shape)} and target {tuple(target.shape)} differ in shape")
+    b = restored.shape[0]
+    cpu = restored.device.type == "cpu"
+    per_chunk = max(1, CHUNK_ELEMENTS // restored[0].numel()) if cpu else b
+    ssim_out = torch.empty(b, dtype=torch.float64)
+    mse_out = torch.full((b,), float("nan"), dtype=torch.float64)
+
+    def run(start: int) -> None:
+        x, y = restored[start : start + per_chunk], target[start : start + per_chunk]
+        if protocol is not None:
+            x, y = prepare(x, protocol), prepare(y, protocol)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # float32: ~1e-7 from float64
+        x, y = x.to(dtype), y.to(dtype)
+        if form.resample is not None:
+            x, y = form.resample(x), form.resample(y)
+        n, c, h, w = x.shape
+        if h < form.window.size or w < form.window.size:
+            raise ValueError(f"SSIM needs images of at least {form.window.size}x{form.window.size} pixels "
+                             f"(after protocol and resampling), got {h}x{w}")
+        ssim_planes, mse_planes = _planes_ssim(x.reshape(n * c, 1, h, w), y.reshape(n * c, 1, h, w),
+                                               data_range, form.window)
+        ssim_out[start : start + n] = ssim_planes.view(n, c).mean(1).cpu()  # channel mean, as scikit-image
+        if form.resample is None:
+            mse_out[start : start + n] = mse_planes.view(n, c).mean(1).cpu()
+
+    starts = list(range(0, b, per_chunk))
+    workers = min(torch.get_num_threads(), len(starts)) if cpu else 1
+    if workers > 1:
+        list(_pool(workers).map(run, starts))
+    else:
+        for start in starts:
+            run(start)
+    return ssim_out.to(restored.device), mse_out.to(restored.device)
+
+
+SSIM_FORMS: Registry[_SsimForm] = Registry("SSIM variant")
+SSIM_FORMS.add("ssim", _SsimForm(UNIFORM))
+SSIM_FORMS.add("ssim_gaussian", _SsimForm(GAUSSIAN))
 
 
 @METRICS.register()
@@ -47,29 +208,38 @@ def ssim(restored: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     """SSIM with scikit-image's defaults: 7x7 uniform window, sample covariance, valid region only.
 
     scikit-image filters with reflection and then crops (win_size - 1) / 2 pixels from each side,
-    which leaves exactly the windows that lie inside the image: a 'valid' average pooling.
+    which leaves exactly the windows that lie inside the image.
     """
-    window = lambda t: F.avg_pool2d(t, 7, stride=1)  # noqa: E731
-    s = _ssim_map(restored.double(), target.double(), data_range, window, 49, sample_cov=True)
-    return s.flatten(1).mean(1)
+    return _scored(restored, target, None, SSIM_FORMS.get("ssim"), data_range)[0]
 
 
 @METRICS.register()
 def ssim_gaussian(restored: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
-    """SSIM of Wang et al.: Gaussian 11x11 window, sigma 1.5, population covariance.
+    """SSIM of Wang et al.: Gaussian 11x11 window, sigma 1.5, population covariance, valid region.
 
     Equals scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False)`` (MoCE-IR's choice), valid region only.
+    use_sample_covariance=False)`` (its truncate=3.5 gives the same 11 taps).
     """
-    coords = torch.arange(11, dtype=torch.float64) - 5
-    g = torch.exp(-(coords**2) / (2 * 1.5**2))
-    g = g / g.sum()
-    kernel = (g[:, None] * g[None, :]).to(restored.device)
-    channels = restored.shape[1]
-    weight = kernel.expand(channels, 1, 11, 11).contiguous()
-    window = lambda t: F.conv2d(t, weight, groups=channels)  # noqa: E731
-    s = _ssim_map(restored.double(), target.double(), data_range, window, 121, sample_cov=False)
-    return s.flatten(1).mean(1)
+    return _scored(restored, target, None, SSIM_FORMS.get("ssim_gaussian"), data_range)[0]
+
+
+def matlab_downsample(images: Tensor) -> Tensor:
+    """MATLAB ssim.m's first step: average f x f blocks, f = max(1, round(min(H, W) / 256)).
+
+    As pyiqa's downsample=True: non-overlapping f x f means; an odd last row or column is dropped
+    (MATLAB's 'symmetric' imfilter would average it with its mirror).
+    """
+    f = max(1, round(min(images.shape[-2:]) / 256))  # 256: ssim.m's reference viewing size
+    return F.avg_pool2d(images, kernel_size=f) if f > 1 else images
+
+
+SSIM_FORMS.add("ssim_matlab", _SsimForm(GAUSSIAN, matlab_downsample))
+
+
+@METRICS.register()
+def ssim_matlab(restored: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """SSIM as MATLAB's ssim.m: downsample by round(min(H, W) / 256), then Gaussian 11x11 SSIM."""
+    return _scored(restored, target, None, SSIM_FORMS.get("ssim_matlab"), data_range)[0]
 
 
 def prepare(images: Tensor, protocol: MetricProtocol) -> Tensor:
@@ -79,7 +249,9 @@ def prepare(images: Tensor, protocol: MetricProtocol) -> Tensor:
     if protocol.quantize:
         images = torch.round(images * 255.0) / 255.0
     if protocol.color == "y":
-        images = rgb_to_y(images)
+        images = rgb_to_y(images) if images.shape[1] == 3 else images
+        if protocol.round_y:
+            images = torch.round(images * 255.0) / 255.0
     elif protocol.color != "rgb":
         raise ValueError(f"metric protocol colour '{protocol.color}' is not one of: rgb, y")
     b = protocol.border
@@ -88,8 +260,8 @@ def prepare(images: Tensor, protocol: MetricProtocol) -> Tensor:
 
 def score(restored: Tensor, target: Tensor, protocol: MetricProtocol) -> dict[str, Tensor]:
     """PSNR and SSIM per image under `protocol` (targets are prepared the same way)."""
-    x, y = prepare(restored, protocol), prepare(target, protocol)
-    return {
-        "psnr": METRICS.get(protocol.psnr)(x, y, protocol.data_range),
-        "ssim": METRICS.get(protocol.ssim)(x, y, protocol.data_range),
-    }
+    ssim_value, mse = _scored(restored, target, protocol, SSIM_FORMS.get(protocol.ssim), protocol.data_range)
+    if torch.isnan(mse).any():  # a resampling SSIM form: PSNR on the full prepared images
+        return {"psnr": METRICS.get(protocol.psnr)(prepare(restored, protocol), prepare(target, protocol),
+                                                   protocol.data_range), "ssim": ssim_value}
+    return {"psnr": 10.0 * torch.log10(protocol.data_range**2 / mse), "ssim": ssim_value}

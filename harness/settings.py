@@ -8,22 +8,10 @@ from typing import Any
 
 import yaml
 
+from harness.protocols import MetricProtocol, resolve_protocol
 from zoo.registry import Registry
 
 SETTINGS_DIR = Path(__file__).with_name("settings")
-
-
-@dataclass(frozen=True)
-class MetricProtocol:
-    """How restored images are scored (recorded with every number)."""
-
-    color: str = "rgb"  # "rgb": all colour channels; "y": ITU-R BT.601 luma
-    data_range: float = 1.0
-    clip: bool = True  # outputs clipped to [0, 1] ...
-    quantize: bool = False  # ... but not re-quantised to 8 bits (PromptIR utils/val_utils.py)
-    border: int = 0  # pixels cropped from every side before scoring
-    ssim: str = "ssim"  # metric registry name of the SSIM variant
-    psnr: str = "psnr"
 
 
 @dataclass(frozen=True)
@@ -163,7 +151,7 @@ def _parse(raw: dict[str, Any], path: Path) -> Setting:
             description=raw["description"],
             source=raw["source"],
             tasks=tasks,
-            protocol=MetricProtocol(**raw.get("protocol", {})),
+            protocol=resolve_protocol(raw.get("protocol")),
             changelog={int(k): v for k, v in raw["changelog"].items()},
             train_tasks=train_tasks,
             greyscale=bool(raw.get("greyscale", False)),
