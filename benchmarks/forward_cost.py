@@ -1,6 +1,6 @@
-"""Forward time and peak memory of zoo models at one input size; prints a table and writes JSON.
+"""Forward time, peak memory and MACs of zoo models at one input size; prints a table and writes JSON.
 
-    python benchmarks/forward_cost.py --models restormer promptir res_hair --size 128 --batch 1
+    python benchmarks/forward_cost.py --models restormer promptir res_hair daair airnet --size 128 --batch 1
 
 Each model runs in its own subprocess, so peak resident memory (CPU) or peak allocated memory
 (CUDA) belongs to that model alone. Times are the median of --repeats forward passes after
@@ -10,6 +10,13 @@ By default the subprocesses ask glibc to keep freed memory (MALLOC_MMAP_THRESHOL
 MALLOC_TRIM_THRESHOLD_), as jemalloc or tcmalloc would: otherwise every forward pass maps and
 unmaps its large tensors afresh and page faults add 20-60% noise to CPU times on these
 machines. --plain-malloc measures with glibc's defaults.
+
+MACs (multiply-accumulates) of one forward pass come from PyTorch's own FLOP counter
+(torch.utils.flop_counter.FlopCounterMode; MACs = FLOPs / 2), which counts convolutions and
+matrix products, the papers' convention (fvcore in DaAIR App. A); element-wise work, norms,
+softmax and bilinear sampling are not counted. torchvision's deformable convolution (AirNet on
+CUDA) is counted as the convolution it computes; on CPU AirNet's sampled form already counts
+as a matrix product of the same size.
 """
 from __future__ import annotations
 
@@ -23,6 +30,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def deform_conv_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of torchvision's deform_conv2d: those of the convolution it computes (2 per MAC)."""
+    out_channels, in_per_group, kh, kw = weight_shape
+    return 2 * out_shape[0] * out_shape[2] * out_shape[3] * out_channels * in_per_group * kh * kw
+
+
+def count_macs(model, x) -> int:
+    """Multiply-accumulates of one forward pass of `model` on `x` (PyTorch FLOP counter / 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    custom = {}
+    if hasattr(torch.ops, "torchvision") and hasattr(torch.ops.torchvision, "deform_conv2d"):
+        custom[torch.ops.torchvision.deform_conv2d] = deform_conv_flops
+    counter = FlopCounterMode(display=False, custom_mapping=custom)
+    with torch.no_grad(), counter:
+        model(x)
+    return counter.get_total_flops() // 2
 
 
 def measure(model_name: str, variant: str, size: int, batch: int, repeats: int, warmup: int,
@@ -52,19 +79,20 @@ def measure(model_name: str, variant: str, size: int, batch: int, repeats: int, 
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:  # growth of the process' peak RSS over what the model and input already held
         peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
+    macs = count_macs(model, x)  # after the memory reading, so counting does not inflate it
     return {
         "model": model_name, "variant": variant, "options": options, "size": size, "batch": batch,
         "device": device, "threads": torch.get_num_threads(),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "forward_ms_median": 1000 * statistics.median(times),
-        "forward_ms_min": 1000 * min(times), "peak_memory_mib": peak_mib,
+        "forward_ms_min": 1000 * min(times), "peak_memory_mib": peak_mib, "gmacs": macs / 1e9,
     }
 
 
 def main() -> None:
     """Run every requested model in a subprocess, print a table and write the figures to JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["restormer", "promptir", "res_hair"])
+    parser.add_argument("--models", nargs="+", default=["restormer", "promptir", "res_hair", "daair", "airnet", "airnet_hair"])
     parser.add_argument("--variant", default="paper")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=1)
@@ -104,11 +132,17 @@ def main() -> None:
         row = rows[-1]
         label = name + "".join(f" {k}={v}" for k, v in options.items())
         print(f"{label:40s} {row['params_m']:7.2f}M  {row['forward_ms_median']:9.1f} ms  "
-              f"{row['peak_memory_mib']:8.1f} MiB", flush=True)
+              f"{row['peak_memory_mib']:8.1f} MiB  {row['gmacs']:8.2f} GMACs", flush=True)
     reference = next((r for r in rows if r["model"] == "restormer" and not r["options"]), None)
     if reference:
         for row in rows:
             row["time_vs_restormer"] = row["forward_ms_median"] / reference["forward_ms_median"]
+    promptir = next((r for r in rows if r["model"] == "promptir" and not r["options"]), None)
+    if promptir:  # DaAIR's claim is a large MAC reduction relative to PromptIR (DaAIR Sec. 4.2, Tab. 5)
+        for row in rows:
+            row["promptir_macs_over_model"] = promptir["gmacs"] / row["gmacs"] if row["gmacs"] else None
+            if row is not promptir and row["gmacs"]:
+                print(f"PromptIR / {row['model']}: {row['promptir_macs_over_model']:.1f}x the MACs")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
