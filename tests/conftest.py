@@ -36,3 +36,15 @@ def run_harness(args: list[str], home: Path, timeout: float = 900) -> subprocess
 def harness_home(tmp_path: Path) -> Path:
     """An empty state folder (MLflow store, artifacts, Ray results) for one test."""
     return tmp_path
+
+
+def start_harness(args: list[str], home: Path) -> subprocess.Popen:
+    """Start `harness ARGS` like `run_harness`, without waiting (for signals sent mid-run)."""
+    env = dict(os.environ, RESTORATION_BENCH_HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [HARNESS, *args]
+    if isolated_network_available():
+        # `exec` keeps one process: the PID we signal is the harness itself.
+        quoted = " ".join(f"'{a}'" for a in command)
+        command = ["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {quoted}"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home)

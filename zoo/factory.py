@@ -74,7 +74,7 @@ def model_config(name: str, variant: str = "paper", **overrides: Any) -> Any:
     """The configuration dataclass of `name`/`variant` with `overrides` (dotted keys for nested fields)."""
     spec = MODELS.get(name)
     if variant not in spec.configs:
-        raise UnknownNameError(f"variant of '{name}'", variant, sorted(spec.configs))
+        raise UnknownNameError("variant", variant, sorted(spec.configs))
     return _replace(spec.configs[variant], overrides, name)
 
 
