@@ -13,7 +13,8 @@ import uuid
 from harness import tracking
 from harness.config import RunConfig, tracking_uri
 from harness.data import open_data
-from harness.submit import ClusterOptions, RunFailedError, _error_summary, run_grid, run_tags, trial_outcome
+from harness.submit import (ClusterOptions, RunFailedError, RunInterruptedError, _error_summary, run_grid,
+                            run_tags, trial_outcome)
 
 
 def default_levels(run: RunConfig) -> list[float]:
@@ -73,10 +74,11 @@ def submit_dedicated(
                 tracking.set_tags(mlflow, run_id, {"error": str(err)})
                 mlflow.set_terminated(run_id, "FAILED")
     except BaseException as err:
+        status = "KILLED" if isinstance(err, (KeyboardInterrupt, RunInterruptedError)) else "FAILED"
         for run_id in run_ids.values():
             if mlflow.get_run(run_id).info.status == "RUNNING":
-                mlflow.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-        mlflow.set_terminated(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+                mlflow.set_terminated(run_id, status)
+        mlflow.set_terminated(parent, status)
         tracking.set_tags(mlflow, parent, {"error": _error_summary(err)})
         raise
     mlflow.set_terminated(parent, "FAILED" if failures else "FINISHED")

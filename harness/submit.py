@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import signal
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,10 @@ from harness.environment import git_commit, package_versions
 
 class RunFailedError(RuntimeError):
     """The run did not finish; its MLflow run is marked FAILED."""
+
+
+class RunInterruptedError(RuntimeError):
+    """The run was stopped (SIGINT/SIGTERM) before it finished; its MLflow run is marked KILLED."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,20 @@ def _error_summary(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_trial: int | None = None):
+def experiment_path(name: str) -> Path:
+    """Where Ray Tune keeps the trials and checkpoints of experiment `name`."""
+    return home() / "ray_results" / name
+
+
+def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_trial: int | None = None,
+             restore: bool = False, on_stop=None):
     """Run `run_trial` over `param_space` (grid axes allowed) on a local or given Ray cluster.
 
-    Returns Ray Tune's ResultGrid. Each trial gets `cpus_per_trial` CPUs (default: all).
+    Returns Ray Tune's ResultGrid. Each trial gets `cpus_per_trial` CPUs (default: all). With
+    `restore`, the experiment `name` continues where it stopped (Ray's Tuner.restore), each
+    unfinished or errored trial from its last checkpoint. SIGTERM is handled like Ctrl+C: Tune
+    stops the trials and saves its experiment state, so the run can be resumed; `on_stop()` runs
+    first, so the tracking store says KILLED even if the whole process group is being killed.
     """
     import ray
     from ray import tune
@@ -87,17 +104,32 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
     try:
         cpus = cpus_per_trial or cluster.cpus or max(int(ray.available_resources().get("CPU", 1)), 1)
         trainable = tune.with_resources(run_trial, {"cpu": cpus, "gpu": cluster.gpus})
-        tuner = tune.Tuner(
-            trainable,
-            param_space={**param_space, "threads": cpus},
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=str(home() / "ray_results"),
-                failure_config=tune.FailureConfig(max_failures=cluster.max_failures),
-                verbose=0,
-            ),
-        )
-        return tuner.fit()
+        if restore:
+            tuner = tune.Tuner.restore(str(experiment_path(name)), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={**param_space, "threads": cpus},
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=str(experiment_path(name).parent),
+                    failure_config=tune.FailureConfig(max_failures=cluster.max_failures),
+                    verbose=0,
+                ),
+            )
+        forward = threading.current_thread() is threading.main_thread()
+        if forward:  # SIGTERM -> SIGINT, which Tune turns into a clean stop with saved state
+            def stop(signum, frame):
+                if on_stop is not None:
+                    on_stop()
+                os.kill(os.getpid(), signal.SIGINT)
+
+            previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            return tuner.fit()
+        finally:
+            if forward:
+                signal.signal(signal.SIGTERM, previous)
     finally:
         if started_here:
             ray.shutdown()
@@ -108,13 +140,26 @@ def trial_outcome(result) -> dict[str, float]:
     if result.error is not None:
         raise RunFailedError(_error_summary(result.error))
     if result.metrics.get("phase") != "done":
-        raise RunFailedError("the trial ended without reporting its evaluation")
+        # No error and no evaluation: Tune stopped the trial on SIGINT/SIGTERM.
+        step = result.metrics.get("step")
+        raise RunInterruptedError("stopped before it finished" + (f" (last checkpoint at step {step})" if step else ""))
     return {k: v for k, v in result.metrics.items() if k.startswith(("psnr/", "ssim/", "level_error/"))}
 
 
 def _fit(run: RunConfig, uri: str, run_id: str, cluster: ClusterOptions) -> dict[str, float]:
     space = {"run": dataclasses.asdict(run), "tracking_uri": uri, "run_id": run_id}
-    return trial_outcome(run_grid(space, f"submit-{run_id}", cluster)[0])
+    return trial_outcome(run_grid(space, f"submit-{run_id}", cluster, on_stop=_mark_killed(uri, run_id))[0])
+
+
+def _mark_killed(uri: str, run_id: str):
+    """A callback that records at once that run `run_id` was stopped and how to resume it."""
+
+    def mark() -> None:
+        mlflow = tracking.client(uri)
+        tracking.set_tags(mlflow, run_id, {"error": f"interrupted; resume with `harness submit --resume {run_id}`"})
+        mlflow.set_terminated(run_id, "KILLED")
+
+    return mark
 
 
 def submit(run: RunConfig, cluster: ClusterOptions = ClusterOptions(), explicit_uri: str | None = None) -> SubmitResult:
@@ -129,13 +174,22 @@ def submit(run: RunConfig, cluster: ClusterOptions = ClusterOptions(), explicit_
     run_name = f"{run.model}-{run.variant}-{run.setting}-{uuid.uuid4().hex[:6]}"
     run_id = tracking.start_run(mlflow, run.setting, run_name, run_tags(run, data.name, data.fingerprint()), run.params())
     print(f"MLflow run {run_id} ({run_name}) in {uri}", flush=True)
+    tracking.set_tags(mlflow, run_id, {"ray_experiment": str(experiment_path(f"submit-{run_id}"))})
+    return _track_fit(mlflow, run_id, uri, lambda: _fit(run, uri, run_id, cluster))
+
+
+def _track_fit(mlflow, run_id: str, uri: str, fit) -> SubmitResult:
+    """Run `fit` and end the MLflow run FINISHED, KILLED (interrupted) or FAILED accordingly."""
     status = "FAILED"
     try:
-        metrics = _fit(run, uri, run_id, cluster)
+        metrics = fit()
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunInterruptedError) as err:
         status = "KILLED"
-        tracking.set_tags(mlflow, run_id, {"error": "interrupted by the user"})
+        message = f"interrupted: {err}" if str(err) else "interrupted by the user"
+        tracking.set_tags(mlflow, run_id, {"error": f"{message}; resume with `harness submit --resume {run_id}`"})
+        if isinstance(err, RunInterruptedError):
+            raise RunInterruptedError(f"run {run_id} {err}; resume it with `harness submit --resume {run_id}`") from err
         raise
     except Exception as err:
         tracking.set_tags(mlflow, run_id, {"error": _error_summary(err)})
@@ -144,3 +198,38 @@ def submit(run: RunConfig, cluster: ClusterOptions = ClusterOptions(), explicit_
         mlflow.set_terminated(run_id, status)
     experiment = mlflow.get_run(run_id).info.experiment_id
     return SubmitResult(run_id, uri, experiment, metrics)
+
+
+def resume(run_id: str, cluster: ClusterOptions = ClusterOptions(), explicit_uri: str | None = None) -> SubmitResult:
+    """Continue an interrupted or crashed run from its last Ray checkpoint, in the same MLflow run."""
+    from mlflow.exceptions import MlflowException
+    from ray import tune
+
+    uri = tracking_uri(explicit_uri)
+    mlflow = tracking.client(uri)
+    try:
+        previous = mlflow.get_run(run_id)
+    except MlflowException as err:
+        raise ValueError(f"no MLflow run '{run_id}' in {uri}") from err
+    if previous.info.status == "FINISHED":
+        raise ValueError(f"run {run_id} is already FINISHED; there is nothing to resume")
+    if "run.json" not in previous.data.params:
+        raise ValueError(f"run {run_id} was not made by `harness submit` (it has no run.json parameter)")
+    run = RunConfig(**json.loads(previous.data.params["run.json"]))
+    path = Path(previous.data.tags.get("ray_experiment", experiment_path(f"submit-{run_id}")))
+    if not tune.Tuner.can_restore(str(path)):
+        raise ValueError(f"run {run_id} has no Ray experiment to resume at {path}")
+    if path != experiment_path(path.name):
+        raise ValueError(f"run {run_id} was run with its state in {path.parent.parent}; "
+                         f"resume it with RESTORATION_BENCH_HOME={path.parent.parent}")
+    resumed = int(previous.data.tags.get("resumed", "0")) + 1
+    mlflow.update_run(run_id, status="RUNNING")
+    tracking.set_tags(mlflow, run_id, {"resumed": str(resumed)})
+    if "error" in previous.data.tags:
+        mlflow.delete_tag(run_id, "error")
+    print(f"Resuming MLflow run {run_id} ({run.model} on {run.setting}) from {path}", flush=True)
+
+    def fit() -> dict[str, float]:
+        return trial_outcome(run_grid({}, path.name, cluster, restore=True, on_stop=_mark_killed(uri, run_id))[0])
+
+    return _track_fit(mlflow, run_id, uri, fit)

@@ -20,7 +20,11 @@ from zoo.contract import Conditioning, RestorationModel, TrainingStage
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and stage."""
+    """The loss became NaN or infinite; the message names the step, stage and loss terms."""
+
+
+class TrainingOutOfMemoryError(RuntimeError):
+    """The device ran out of memory; the message names the batch and patch size to lower."""
 
 
 @dataclass(frozen=True)
@@ -104,16 +108,24 @@ def train(
             level = batch["level"] if torch.isfinite(batch["level"]).all() else None
             cond = Conditioning(task_index=batch["task_index"], level=level,
                                 degradation_index=batch.get("degradation_index")).to(device)
-            terms = model.training_loss(
-                batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, span.stage
-            )
-            if not torch.isfinite(terms.total):
-                raise NonFiniteLossError(
-                    f"loss became {terms.total.item()} at step {step} (stage '{span.stage.name}'); "
-                    "the run is stopped, the last checkpoint is kept"
+            try:
+                terms = model.training_loss(
+                    batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, span.stage
                 )
-            optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
+                if not torch.isfinite(terms.total):
+                    parts = ", ".join(f"{k} {v.item():.4g}" for k, v in terms.parts.items())
+                    raise NonFiniteLossError(
+                        f"loss became {terms.total.item()} at step {step} (stage '{span.stage.name}'; terms: "
+                        f"{parts or 'none'}); the run is stopped, the last checkpoint is kept"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                terms.total.backward()
+            except torch.OutOfMemoryError as err:
+                raise TrainingOutOfMemoryError(
+                    f"out of memory at step {step} with a batch of {profile.batch_size} "
+                    f"{profile.patch_size}x{profile.patch_size} patches on {device}: choose a profile with a "
+                    f"smaller batch or patch size (`harness list profiles`) or a smaller variant"
+                ) from err
             optimizer.step()
             model.after_optimizer_step(span.stage)
             done = step + 1
