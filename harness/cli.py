@@ -110,12 +110,21 @@ def _print_level_board(setting, uri: str, fmt: str, pick: str, profile: str | No
 def cmd_submit(args: argparse.Namespace) -> int:
     """Train and evaluate one model on one setting, tracked in MLflow."""
     from harness.config import RunConfig
-    from harness.submit import ClusterOptions, submit
+    from harness.submit import ClusterOptions, resume, submit
 
+    cluster = ClusterOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, max_failures=args.max_failures)
+    if args.resume:
+        from harness import tracking
+
+        result = resume(args.resume, cluster, args.tracking_uri)
+        setting = tracking.client(result.tracking_uri).get_run(result.run_id).data.tags["setting"]
+        _print_result(result, setting)
+        return 0
+    if not args.model or not args.setting:
+        raise ValueError("harness submit needs --model and --setting (or --resume RUN_ID)")
     run = RunConfig(model=args.model, setting=args.setting, variant=args.variant, profile=args.profile,
                     seed=args.seed, steps=args.steps, data_root=args.data_root,
                     model_options=_parse_options(args.option), blind=args.blind)
-    cluster = ClusterOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, max_failures=args.max_failures)
     if args.dedicated or args.levels:
         from harness.config import tracking_uri
         from harness.dedicated import submit_dedicated
@@ -128,14 +137,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print()
         _print_board(args.setting, tracking_uri(args.tracking_uri), "table")
         return 0
-    result = submit(run, cluster, args.tracking_uri)
+    _print_result(submit(run, cluster, args.tracking_uri), args.setting)
+    return 0
+
+
+def _print_result(result, setting: str) -> None:
     print(f"\nFinished: MLflow run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
     print(f"  browse: mlflow ui --backend-store-uri {result.tracking_uri}")
     for key in sorted(result.metrics):
         print(f"  {key:<22} {result.metrics[key]:.4f}")
     print()
-    _print_board(args.setting, result.tracking_uri, "table")
-    return 0
+    _print_board(setting, result.tracking_uri, "table")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -210,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("submit", help="train and evaluate a model on a setting (Ray + MLflow)")
-    p.add_argument("--model", required=True, help="a name from `harness list models`")
-    p.add_argument("--setting", required=True, help="a name from `harness list settings`")
+    p.add_argument("--model", help="a name from `harness list models` (required unless --resume)")
+    p.add_argument("--setting", help="a name from `harness list settings` (required unless --resume)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted or crashed run from its last checkpoint")
     p.add_argument("--variant", default="tiny", help="paper | tiny (default: tiny, trains on a CPU)")
     p.add_argument("--profile", default="default", help="training budget from `harness list profiles`")
     p.add_argument("--steps", type=int, help="override the profile's number of steps")
@@ -277,12 +290,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
-        from harness.submit import RunFailedError
+        from harness.submit import RunFailedError, RunInterruptedError
 
+        if isinstance(err, RunInterruptedError):
+            print(f"interrupted: {err}", file=sys.stderr)
+            return 130
         if isinstance(err, RunFailedError):
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

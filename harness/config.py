@@ -60,8 +60,10 @@ class RunConfig:
         setting = get_setting(self.setting)
         PROFILES.get(self.profile)
         model_config(self.model, self.variant, **self.model_options)
-        if self.steps is not None and self.steps < 0:
-            raise ValueError(f"--steps must be >= 0, got {self.steps}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"--steps must be a positive number of training steps, got {self.steps}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
         if (self.blind or self.train_level is not None) and not setting.continuous:
             continuous = ", ".join(n for n in SETTINGS if SETTINGS.get(n).continuous)
             raise ValueError(f"--blind and dedicated levels need a continuous setting ({continuous}); "
@@ -98,6 +100,7 @@ class RunConfig:
         """Flat, fully resolved parameters of the run (run, profile, model config, protocol)."""
         flat: dict[str, Any] = {f"run.{k}": v for k, v in dataclasses.asdict(self).items() if k != "model_options"}
         flat["run.model_options"] = json.dumps(self.model_options, sort_keys=True)  # rebuilds the model
+        flat["run.json"] = json.dumps(dataclasses.asdict(self), sort_keys=True)  # rebuilds the run (--resume)
         flat.update({f"profile.{k}": v for k, v in dataclasses.asdict(self.resolved_profile()).items()})
         config = model_config(self.model, self.variant, **self.model_options)
         flat.update(flatten(dataclasses.asdict(config), "model."))
