@@ -142,7 +142,7 @@ def main() -> None:
         for row in rows:
             row["promptir_macs_over_model"] = promptir["gmacs"] / row["gmacs"] if row["gmacs"] else None
             if row is not promptir and row["gmacs"]:
-                print(f"PromptIR / {row['model']}: {row['promptir_macs_over_model']:.1f}x the MACs")
+                print(f"PromptIR has {row['promptir_macs_over_model']:.1f}x the MACs of {row['model']}")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),

@@ -263,7 +263,7 @@ class AirNet(RestorationModel):
         needs it whole) and the key a random `key_crop` sub-crop of it, at its own position.
         """
         h, w = degraded.shape[-2:]
-        kh, kw = max(int(h * self.config.key_crop), 8), max(int(w * self.config.key_crop), 8)
+        kh, kw = (min(size, max(int(size * self.config.key_crop), 8)) for size in (h, w))
         top = int(torch.randint(0, h - kh + 1, ()).item())
         left = int(torch.randint(0, w - kw + 1, ()).item())
         return degraded, degraded[..., top : top + kh, left : left + kw]

@@ -192,7 +192,7 @@ class RealTrainingSet(Dataset):
 
     def __init__(self, setting, sources, patch: int, length: int, seed: int, read):
         self.setting, self.sources, self.patch, self.length, self.seed, self.read = setting, sources, patch, length, seed, read
-        self.kinds = list(dict.fromkeys(t.degradation.kind for t in setting.training_tasks))
+        self.kinds = setting.degradation_kinds
         # PromptIR's epoch composition: each task's share is its repetition factor times its size.
         weights = np.array([setting.training_tasks[i].train_repeat * len(pairs) for i, pairs in sources], float)
         self.task_weights = weights / weights.sum()
