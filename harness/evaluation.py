@@ -10,6 +10,7 @@ from torch import Tensor
 
 from harness.data import DataSource
 from harness.metrics import score
+from harness.scorers import Scorer, score_all
 from harness.progress import Progress
 from harness.settings import Setting
 from zoo.contract import Conditioning, RestorationModel
@@ -58,13 +59,15 @@ def _to_tensor(image: np.ndarray, device) -> Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: RestorationModel, setting: Setting, data: DataSource, device="cpu", blind: bool = False
+    model: RestorationModel, setting: Setting, data: DataSource, device="cpu", blind: bool = False,
+    scorers: dict[str, Scorer] | None = None,
 ) -> EvaluationResult:
     """Score `model` on every test pair of every task of `setting`.
 
     No task label is ever given. On continuous settings the model is told each task's level
     (normalised by the setting's level scale) unless `blind`; a model that can estimate levels
     is also scored on its estimate ("level_error": relative error of the estimated level).
+    `scorers` (harness.scorers.build_scorers) adds metrics beyond the protocol's PSNR and SSIM.
     """
     model.to(device).eval()
     result = EvaluationResult()
@@ -80,7 +83,8 @@ def evaluate(
         for pair in data.test_pairs(task):
             degraded, target = _to_tensor(pair.degraded, device), _to_tensor(pair.target, device)
             restored = restore(model, degraded, cond)
-            per_image[pair.name] = {k: float(v.item()) for k, v in score(restored, target, setting.protocol).items()}
+            values = score_all(scorers, restored, target, setting.protocol) if scorers else score(restored, target, setting.protocol)
+            per_image[pair.name] = {k: float(v.item()) for k, v in values.items()}
             estimate = model.estimate_level(degraded) if level is not None else None
             if estimate is not None:
                 per_image[pair.name]["level_error"] = float((estimate - level).abs().item() / level.item())

@@ -113,14 +113,19 @@ def _planes_ssim(x: Tensor, y: Tensor, data_range: float, window: _Window) -> tu
     c2 = (K2 * data_range) ** 2 * s / window.cov_norm  # C2 in units of s * variance
     maps, tmp, box = (t[: 4 * n] for t in _workspace(n, x.dtype, x.device))
     a, d, aa, dd = maps.view(4, p, 1, h, w).unbind(0)
-    # centre a = x + y by a near-mean constant (every 4th pixel): any constant is exact, one near
-    # the mean keeps E[a^2] - E[a]^2 accurate in float32; d = x - y is near zero already
-    ca = (x[..., ::4, ::4] + y[..., ::4, ::4]).mean((-1, -2), keepdim=True)
+    # centre a = x + y and d = x - y by near-mean constants (from every 4th pixel): any constant
+    # is exact, one near the mean keeps E[a^2] - E[a]^2 accurate in float32 (a hazy image's d
+    # has a mean far from zero)
+    xs, ys = x[..., ::4, ::4], y[..., ::4, ::4]
+    ca, cd = (xs + ys).mean((-1, -2), keepdim=True), (xs - ys).mean((-1, -2), keepdim=True)
     torch.add(x, y, out=a).sub_(ca)
-    torch.sub(x, y, out=d)
+    torch.sub(x, y, out=d).sub_(cd)
     torch.mul(a, a, out=aa)
     torch.mul(d, d, out=dd)
-    mse = dd.sum((1, 2, 3), dtype=torch.float64) / (h * w)
+    # MSE = E[(d_c + cd)^2] = E[d_c^2] + 2 cd E[d_c] + cd^2
+    mean_dc = d.sum((1, 2, 3), dtype=torch.float64) / (h * w)
+    cd64 = cd.double().view(p)
+    mse = dd.sum((1, 2, 3), dtype=torch.float64) / (h * w) + 2 * cd64 * mean_dc + cd64**2
     _window_sum(maps, box, tmp, window, 1)  # along rows
     _window_sum(box, maps, tmp, window, w)  # down columns
     sa, sd, saa, sdd = maps.view(4, p, 1, h, w).unbind(0)  # window sums: s times the local means
@@ -130,7 +135,7 @@ def _planes_ssim(x: Tensor, y: Tensor, data_range: float, window: _Window) -> tu
     torch.sub(saa, sdd, out=cs_num)  # 2 (2 s cxy + C2')
     saa.add_(sdd)  # 2 (s (vx + vy) + C2')
     sa.add_(ca, alpha=s).square_().add_(2 * c1)  # s^2 (ux + uy)^2 + 2 C1'
-    sd.square_()  # s^2 (ux - uy)^2
+    sd.add_(cd, alpha=s).square_()  # s^2 (ux - uy)^2
     torch.sub(sa, sd, out=sdd)  # 2 (2 s^2 ux uy + C1')
     sa.add_(sd)  # 2 (s^2 (ux^2 + uy^2) + C1')
     sdd.mul_(cs_num).div_(sa.mul_(saa))  # the SSIM map

@@ -14,9 +14,11 @@ from harness import tracking
 from harness.checkpoints import WEIGHTS, load_checkpoint, save_checkpoint, save_weights
 from harness.config import RunConfig
 from harness.data import open_data
+from harness.efficiency import EfficiencyConfig, measure
 from harness.evaluation import evaluate
+from harness.scorers import build_scorers
 from harness.training import train
-from zoo import create_model
+from zoo import Conditioning, create_model
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -61,8 +63,16 @@ def run_trial(config: dict[str, Any]) -> None:
 
     # A dedicated model is scored at its own level only; everything else on every task.
     scored = setting if run.train_level is None else dataclasses.replace(setting, tasks=setting.train_tasks)
-    result = evaluate(model, scored, data, device, blind=run.blind)
+    scorers, missing = build_scorers(list(run.metrics), setting.protocol, device)
+    for message in missing.values():
+        print(f"[metrics] {message}", flush=True)
+    if missing:  # recorded as missing, never as a number
+        tracking.set_tags(mlflow, run_id, {"metrics.missing": ",".join(missing),
+                                           **{f"metric_missing.{name}": why for name, why in missing.items()}})
+    result = evaluate(model, scored, data, device, blind=run.blind, scorers=scorers)
     metrics = result.flat_metrics()
+    if run.efficiency_size:
+        _log_efficiency(mlflow, run_id, model, run, setting, profile.steps)
     tracking.log_metrics(mlflow, run_id, metrics, step=profile.steps)
     tracking.log_json(mlflow, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")
     tracking.log_samples(mlflow, run_id, {t: r.example for t, r in result.tasks.items() if r.example})
@@ -70,3 +80,17 @@ def run_trial(config: dict[str, Any]) -> None:
         save_weights(model, Path(tmp) / WEIGHTS)
         mlflow.log_artifact(run_id, str(Path(tmp) / WEIGHTS), "checkpoint")
     tune.report({**metrics, "step": profile.steps, "phase": "done"})
+
+
+def _log_efficiency(mlflow, run_id: str, model, run: RunConfig, setting, step: int) -> None:
+    """Measure the trained model's efficiency columns and log them as `efficiency.*`."""
+    from mlflow.entities import Param
+
+    cond = None
+    if setting.continuous and not run.blind and setting.tasks[0].level is not None:
+        cond = Conditioning(level=torch.tensor([setting.tasks[0].level / setting.level_scale]))
+    figures = measure(model, EfficiencyConfig(size=run.efficiency_size), cond=cond)
+    tracking.log_metrics(mlflow, run_id, figures.metrics(), step=step)
+    mlflow.log_batch(run_id, params=[Param(k, str(v)) for k, v in figures.params_dict().items()])
+    print(f"[efficiency] {figures.params:,} params, {figures.macs / 1e9:.3f} GMACs at {figures.input_size}, "
+          f"CPU {figures.latency_ms or 0:.1f} ms", flush=True)
