@@ -16,7 +16,7 @@ import torch
 from skimage import data as skdata
 from torch.utils.data import Dataset
 
-from harness.data.source import TestPair
+from harness.data.source import TestPair, training_sample
 from harness.degradations import degrade
 from harness.settings import Setting
 
@@ -120,7 +120,6 @@ class EmbeddedTrainingSet(Dataset):
 
     def __init__(self, setting: Setting, patch_size: int, length: int, seed: int):
         self.setting, self.patch, self.length, self.seed = setting, patch_size, length, seed
-        self.kinds = setting.degradation_kinds
         self.photos = []
         for photo in load_photos():
             rows, cols = photo.crop_positions_outside_box(patch_size)
@@ -152,13 +151,4 @@ class EmbeddedTrainingSet(Dataset):
             if rng.random() < 0.5:
                 clean = np.flip(clean, axis)
         degraded = [degrade(tasks[i].degradation.kind, clean, rng, **tasks[i].degradation.params) for i in task_indices]
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
-        scale = self.setting.level_scale
-        levels = [float("nan") if tasks[i].level is None or scale is None else tasks[i].level / scale for i in task_indices]
-        sample = {"degraded": torch.stack([as_tensor(d) for d in degraded]),
-                  "target": as_tensor(clean).expand(len(task_indices), -1, -1, -1).contiguous(),
-                  "task_index": torch.tensor(task_indices), "level": torch.tensor(levels, dtype=torch.float32),
-                  "degradation_index": torch.tensor([self.kinds.index(tasks[i].degradation.kind) for i in task_indices])}
-        # A sample with one view is an ordinary C x H x W pair; several views stay stacked
-        # (V x C x H x W) and the training loop flattens them into the batch.
-        return {k: v[0] for k, v in sample.items()} if len(task_indices) == 1 else sample
+        return training_sample(self.setting, task_indices, degraded, clean)

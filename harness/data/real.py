@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from harness.data.embedded import test_seed, to_grey
 from harness.data.layouts import LAYOUTS, FilePair, Layout, pairs_of, train_layout
-from harness.data.source import TestPair
+from harness.data.source import TestPair, training_sample
 from harness.degradations import degrade
 from harness.settings import SETTINGS, Setting
 
@@ -192,7 +192,6 @@ class RealTrainingSet(Dataset):
 
     def __init__(self, setting, sources, patch: int, length: int, seed: int, read):
         self.setting, self.sources, self.patch, self.length, self.seed, self.read = setting, sources, patch, length, seed, read
-        self.kinds = setting.degradation_kinds
         # PromptIR's epoch composition: each task's share is its repetition factor times its size.
         weights = np.array([setting.training_tasks[i].train_repeat * len(pairs) for i, pairs in sources], float)
         self.task_weights = weights / weights.sum()
@@ -232,12 +231,4 @@ class RealTrainingSet(Dataset):
             indices.append(task_index)
         for axis in flips:
             clean, views = np.flip(clean, axis), [np.flip(v, axis) for v in views]
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
-        scale = self.setting.level_scale
-        levels = [float("nan") if tasks[i].level is None or scale is None else tasks[i].level / scale for i in indices]
-        sample = {"degraded": torch.stack([as_tensor(v) for v in views]),
-                  "target": as_tensor(clean).expand(len(indices), -1, -1, -1).contiguous(),
-                  "task_index": torch.tensor(indices), "level": torch.tensor(levels, dtype=torch.float32),
-                  # degradation kind of each view, in order of first appearance (DaAIR's expert labels)
-                  "degradation_index": torch.tensor([self.kinds.index(tasks[i].degradation.kind) for i in indices])}
-        return {k: v[0] for k, v in sample.items()} if len(indices) == 1 else sample
+        return training_sample(self.setting, indices, views, clean)
