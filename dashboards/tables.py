@@ -33,6 +33,8 @@ def ranking_tables(board: Board, run_url: Callable[[str, str], str]) -> dict[str
                 cells[f"SSIM {task}"] = row[f"ssim/{task}"]
             cells["params (M)"] = None if pd.isna(row["params"]) else row["params"] / 1e6
             cells["MACs (G)"] = None if pd.isna(row["macs"]) else row["macs"] / 1e9
+            cells["MACs input"] = row["macs_input"] if isinstance(row["macs_input"], str) else ""
+            cells["CPU latency (ms)"] = None if pd.isna(row["latency_ms"]) else row["latency_ms"]
             lead = row.get("lead/psnr")
             cells["lead over next (dB)"] = None if pd.isna(lead) else lead
             cells["lead 95% CI"] = _ci(row.get("lead/ci_low"), row.get("lead/ci_high"), 2)

@@ -61,7 +61,10 @@ def _overrides(model: str, variant: str, params: dict[str, str]) -> tuple[tuple[
 
 
 def run_efficiency(model: str | None, variant: str | None, params: dict[str, str], metrics: dict[str, float]) -> dict[str, Any]:
-    """{'params', 'params_source', 'macs'} of a run: recorded by the run, else counted by the zoo."""
+    """{'params', 'params_source', 'macs', 'macs_input', 'latency_ms'} of a run: recorded, else counted by the zoo.
+
+    `macs_input` is the input the run measured MACs and latency at (param `efficiency.input_size`).
+    """
     count = _recorded("params", params, metrics)
     macs = _recorded("macs", params, metrics)
     if macs is None:
@@ -73,4 +76,5 @@ def run_efficiency(model: str | None, variant: str | None, params: dict[str, str
         if overrides is not None:
             count = _zoo_count(model, variant, overrides)
             source = "zoo" if count is not None else None
-    return {"params": None if count is None else int(count), "params_source": source, "macs": macs}
+    return {"params": None if count is None else int(count), "params_source": source, "macs": macs,
+            "macs_input": params.get("efficiency.input_size"), "latency_ms": _recorded("latency_ms", params, metrics)}

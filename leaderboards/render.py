@@ -58,6 +58,8 @@ def board_records(board: Board) -> dict[str, Any]:
             "run_name": row["run_name"], "images_per_task": _num(row.get("images")),
             "average": _scores(row, "avg", True), "tasks": {t: _scores(row, t, True) for t in board.tasks},
             "params": _num(row["params"]), "params_source": row["params_source"], "macs": _num(row["macs"]),
+            "macs_input": row["macs_input"] if isinstance(row["macs_input"], str) else None,
+            "latency_ms": _num(row["latency_ms"]),
             "lead_over_next": lead, "vs_reported": _difference_records(board, row["run_id"]),
         })
     for row in board.reported.to_dict("records"):
@@ -86,7 +88,7 @@ def board_frame(board: Board) -> pd.DataFrame:
     """One flat table (the CSV): reproduced rows, reported rows, then reproduced-minus-reported rows."""
     values = _value_columns(board.tasks, True)
     head = ["rank", "model", "variant", "source", "ranking", "citation", "method", "profile", "data_source"]
-    tail = ["params", "params_source", "macs", "lead/over", "lead/psnr", "lead/ci_low", "lead/ci_high",
+    tail = ["params", "params_source", "macs", "macs_input", "latency_ms", "lead/over", "lead/psnr", "lead/ci_low", "lead/ci_high",
             "lead/clear", "comparable", "run_id", "data_fingerprint", "note"]
     parts = []
     if not board.reproduced.empty:
@@ -135,7 +137,8 @@ def reproduced_view(board: Board, ranking: str) -> pd.DataFrame:
             for metric in METRICS:
                 cells[f"{metric}/{name}"] = _with_ci(row, f"{metric}/{name}")
         cells["params"] = _millions(row["params"]) + (" (zoo)" if row["params_source"] == "zoo" else "")
-        cells["MACs"] = _giga(row["macs"])
+        measured_at = row["macs_input"] if isinstance(row["macs_input"], str) else ""
+        cells["MACs"] = _giga(row["macs"]) + (f" @{measured_at}" if measured_at else "")
         lead = _num(row.get("lead/psnr"))
         cells["lead over next"] = "-" if lead is None else (
             f"{lead:+.2f} [{row['lead/ci_low']:+.2f},{row['lead/ci_high']:+.2f}]"

@@ -77,8 +77,8 @@ def board_columns(tasks: list[str]) -> list[str]:
     """Column order of a reproduced leaderboard."""
     columns = ["rank", "model", "variant", "pick", "runs", "ranking", "psnr/avg", "ssim/avg"]
     columns += [f"{m}/{t}" for t in tasks for m in ("psnr", "ssim")]
-    return columns + ["params", "params_source", "macs", "profile", "data_source", "run_id", "data_fingerprint",
-                      "run_name", "experiment_id", "start_time"]
+    return columns + ["params", "params_source", "macs", "macs_input", "latency_ms", "profile", "data_source",
+                      "run_id", "data_fingerprint", "run_name", "experiment_id", "start_time"]
 
 
 def pick_runs(frame: pd.DataFrame, tasks: list[str], pick: str = "best") -> pd.DataFrame:

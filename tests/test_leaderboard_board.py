@@ -27,7 +27,8 @@ def store(tmp_path_factory):
     with bench_home(home):
         ids = {
             "identity": log_run(uri, SETTING, "identity", identity),
-            "nafnet": log_run(uri, SETTING, "nafnet", nafnet, extra_metrics={"efficiency.macs": 2.5e9}),
+            "nafnet": log_run(uri, SETTING, "nafnet", nafnet,
+                              extra_metrics={"efficiency.macs": 2.5e9, "efficiency.latency_ms": 12.5}),
             # identity does not train: its scores are the same under every profile
             "identity-smoke": log_run(uri, SETTING, "identity", identity, profile="smoke"),
             "identity-real": log_run(uri, SETTING, "identity", identity, data_source=REAL, fingerprint="f" * 16,
@@ -99,7 +100,7 @@ def test_efficiency_columns_come_from_the_run_or_the_zoo(capsys, store):
     rows = {(r["model"], r["data_source"]): r for r in json_board(capsys, uri)["rows"]}
     nafnet = rows[("nafnet", "embedded")]
     assert nafnet["params"] == parameter_count("nafnet", "tiny") and nafnet["params_source"] == "zoo"
-    assert nafnet["macs"] == 2.5e9
+    assert nafnet["macs"] == 2.5e9 and nafnet["latency_ms"] == 12.5
     real = rows[("identity", REAL)]
     assert real["params"] == 0 and real["params_source"] == "run" and real["macs"] is None
 

@@ -15,7 +15,7 @@ def number_formats(frame, link=False):
             config[column] = st.column_config.NumberColumn(format="%+.2f" if "Δ" in column or "lead" in column else "%.2f")
         elif "SSIM" in column:
             config[column] = st.column_config.NumberColumn(format="%.4f")
-        elif column in ("params (M)", "MACs (G)"):
+        elif column in ("params (M)", "MACs (G)", "CPU latency (ms)"):
             config[column] = st.column_config.NumberColumn(format="%.2f")
     if link:
         config["MLflow run"] = st.column_config.LinkColumn("MLflow run", display_text="open in MLflow")
