@@ -72,7 +72,11 @@ def run_trial(config: dict[str, Any]) -> None:
     result = evaluate(model, scored, data, device, blind=run.blind, scorers=scorers)
     metrics = result.flat_metrics()
     if run.efficiency_size:
-        _log_efficiency(mlflow, run_id, model, run, setting, profile.steps)
+        try:
+            _log_efficiency(mlflow, run_id, model, run, setting, profile.steps)
+        except Exception as err:  # a measurement must not fail a trained and evaluated run
+            print(f"[efficiency] not measured: {err!r}", flush=True)
+            tracking.set_tags(mlflow, run_id, {"efficiency.error": repr(err)})
     tracking.log_metrics(mlflow, run_id, metrics, step=profile.steps)
     tracking.log_json(mlflow, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")
     tracking.log_samples(mlflow, run_id, {t: r.example for t, r in result.tasks.items() if r.example})
