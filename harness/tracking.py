@@ -6,6 +6,8 @@ because MLflow's process-global state does not reach Ray workers (mlflow/mlflow#
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import tempfile
 from pathlib import Path
@@ -21,8 +23,37 @@ PARAM_LIMIT = 6000  # MLflow's maximum param value length
 BATCH = 900  # MLflow accepts at most 1000 entities per log_batch
 
 
+_READY_STORES: set[str] = set()  # SQLite stores this process has already seen initialised
+
+
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Hold an exclusive inter-process lock on a SQLite store (a no-op for other stores).
+
+    MLflow creates and migrates a new SQLite database on first use, and several processes doing
+    it at once corrupt the schema ('duplicate column name', alembic version mismatches); creating
+    an experiment twice fails the slower process. Both steps run under this lock. Ordinary writes
+    need no lock: SQLite serialises them and pysqlite waits for a busy database.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri[len("sqlite:///"):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def client(uri: str) -> MlflowClient:
-    """An MLflow client bound to `uri`."""
+    """An MLflow client bound to `uri`; a new SQLite store is created by one process at a time."""
+    if uri.startswith("sqlite:") and uri not in _READY_STORES:
+        with store_lock(uri):
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates/migrates the schema
+        _READY_STORES.add(uri)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -32,10 +63,14 @@ def experiment_id(mlflow: MlflowClient, setting: str) -> str:
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
-    artifacts = None
-    if mlflow.tracking_uri.startswith("sqlite:"):
-        artifacts = (home() / "artifacts").as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifacts, tags={"setting": setting})
+    with store_lock(mlflow.tracking_uri):  # another submission may be creating it right now
+        existing = mlflow.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        artifacts = None
+        if mlflow.tracking_uri.startswith("sqlite:"):
+            artifacts = (home() / "artifacts").as_uri()
+        return mlflow.create_experiment(name, artifact_location=artifacts, tags={"setting": setting})
 
 
 def start_run(mlflow: MlflowClient, setting: str, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
