@@ -123,8 +123,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     cluster = ClusterOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, max_failures=args.max_failures)
     if args.resume:
         from harness import tracking
+        from harness.ads.pipeline import is_pipeline_run, resume_pipeline
 
-        result = resume(args.resume, cluster, args.tracking_uri)
+        if is_pipeline_run(args.resume, args.tracking_uri):  # an ADS pipeline resumes stage by stage
+            result = resume_pipeline(args.resume, cluster, args.tracking_uri)
+        else:
+            result = resume(args.resume, cluster, args.tracking_uri)
         setting = tracking.client(result.tracking_uri).get_run(result.run_id).data.tags["setting"]
         _print_result(result, setting)
         return 0
@@ -145,6 +149,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
                                                             if not k.endswith("/avg")))
         print()
         _print_board(args.setting, tracking_uri(args.tracking_uri), "table")
+        return 0
+    from zoo.ads import is_pipeline_model
+
+    if is_pipeline_model(run.model):  # ADS: four stages, an MLflow parent run with a child per stage
+        from harness.ads.pipeline import submit_pipeline
+
+        _print_result(submit_pipeline(run, cluster, args.tracking_uri), args.setting)
         return 0
     _print_result(submit(run, cluster, args.tracking_uri), args.setting)
     return 0

@@ -166,3 +166,68 @@ def bicubic_downup(clean: np.ndarray, rng: np.random.Generator, scale: float) ->
 def degrade(kind: str, clean: np.ndarray, rng: np.random.Generator, **params) -> np.ndarray:
     """Apply the registered degradation `kind` with `params`."""
     return DEGRADATIONS.get(kind)(clean, rng, **params)
+
+
+# ----- ADS settings (seed 002, "Experiments dataset"): x = T * (x_gt + S) + (1 - T) * A
+
+
+def _veil(rng: np.random.Generator, h: int, w: int, beta: tuple[float, float]) -> np.ndarray:
+    """Transmission T = exp(-beta * d) of a smooth synthetic depth d (as in `haze`), H x W x 1."""
+    ramp = np.linspace(1.0, 0.2, h)[:, None] * np.ones((1, w))
+    depth = 0.6 * ramp + 0.4 * _smooth_field(rng, h, w, scale=max(h, w) / 6)
+    return np.exp(-rng.uniform(*beta) * depth)[..., None]
+
+
+def _rain_layer(rng: np.random.Generator, h: int, w: int, density: tuple[float, float],
+                length: tuple[float, float]) -> np.ndarray:
+    """Rain streaks S: sparse drops smeared along one direction within 25 degrees of vertical."""
+    drops = (rng.random((h, w)) < rng.uniform(*density)) * rng.uniform(0.5, 1.0, (h, w))
+    streak = rng.uniform(*length)
+    kernel = _line_kernel(streak, 90.0 + rng.uniform(-25, 25), width=0.5)
+    return np.clip(signal.fftconvolve(drops, kernel * streak * 0.8, mode="same"), 0, 1)[..., None]
+
+
+def _snow_layer(rng: np.random.Generator, h: int, w: int, density: tuple[float, float]) -> np.ndarray:
+    """Snow S: flakes of two sizes (soft discs), slightly smeared by their fall."""
+    layer = np.zeros((h, w))
+    for size, share in ((0.8, 1.0), (1.8, 0.3)):  # small and large flakes, fewer large ones
+        flakes = (rng.random((h, w)) < rng.uniform(*density) * share).astype(np.float64)
+        flakes = ndimage.gaussian_filter(flakes, size) * (2 * np.pi * size**2)
+        fall = _line_kernel(rng.uniform(2.0, 5.0), 90.0 + rng.uniform(-30, 30))
+        layer += ndimage.convolve(flakes, fall, mode="reflect")
+    return np.clip(layer * rng.uniform(0.7, 1.0), 0, 1)[..., None]
+
+
+@DEGRADATIONS.register()
+def rain_veil(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    density: tuple[float, float] = (0.002, 0.006),
+    length: tuple[float, float] = (12.0, 30.0),
+    beta: tuple[float, float] = (0.1, 0.4),
+    airlight: tuple[float, float] = (0.7, 1.0),
+) -> np.ndarray:
+    """Rain with its veil, T * (x + S) + (1 - T) * A: ADS slides' rain model (Chen et al., CVPR 2022).
+
+    S is a streak layer like `rain`'s, T a light transmission map (beta well below `haze`'s, so the
+    streaks dominate), A a grey atmospheric light.
+    """
+    h, w = clean.shape[:2]
+    transmission = _veil(rng, h, w, beta)
+    streaks = _rain_layer(rng, h, w, density, length)
+    return to_8bit_grid(transmission * (clean + streaks) + (1.0 - transmission) * rng.uniform(*airlight))
+
+
+@DEGRADATIONS.register()
+def snow(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    density: tuple[float, float] = (0.004, 0.01),
+    beta: tuple[float, float] = (0.1, 0.4),
+    airlight: tuple[float, float] = (0.7, 1.0),
+) -> np.ndarray:
+    """Snow, T * (x + S) + (1 - T) * A with a snow-flake layer S: the ADS slides' Rain-Snow-Haze model."""
+    h, w = clean.shape[:2]
+    transmission = _veil(rng, h, w, beta)
+    flakes = _snow_layer(rng, h, w, density)
+    return to_8bit_grid(transmission * (clean + flakes) + (1.0 - transmission) * rng.uniform(*airlight))

@@ -6,6 +6,7 @@ from zoo.registry import Registry, UnknownNameError
 # Importing a model module registers it.
 from zoo import hair_hosts, hyperres, identity, nafnet, promptir, restormer  # noqa: E402,F401
 from zoo import airnet, daair  # noqa: E402,F401
+from zoo import ads  # noqa: E402,F401
 
 __all__ = [
     "Conditioning",

@@ -16,6 +16,8 @@ the folders they already have:
     <root>/test/deblur/GoPro/{input,target}/  same file names
     <root>/test/lowlight/LOLv1/{low,high}/    same file names
     <root>/test/dejpeg/LIVE1/   test/sr/Set5/
+    <root>/ADS/RainBlurNoise/{train,test}/{rain,blur,noise}/{input,target}/   same file names
+    <root>/ADS/RainSnowHaze/{train,test}/{rain,snow,haze}/{input,target}/     same file names
 
 Expected counts are those of the published datasets (cited per entry); a tree with other
 counts is reported (a subset changes the numbers) but can still be used.
@@ -108,6 +110,17 @@ for _layout in (
     Layout("DIV2K:train", "Train/DIV2K", expected=800, source="HyperRes Sec. 4.1 (800 DIV2K training images)"),
 ):
     LAYOUTS.add(_layout.name, _layout)
+
+# ADS' two settings (seed 002, "Experiments dataset"): one folder per degradation, degraded and
+# clean images with the same names. The slides give no image counts, so none are expected.
+for _dataset, _folder, _kinds in (("Rain-Blur-Noise", "RainBlurNoise", ("rain", "blur", "noise")),
+                                  ("Rain-Snow-Haze", "RainSnowHaze", ("rain", "snow", "haze"))):
+    for _kind in _kinds:
+        for _split, _suffix in (("test", ""), ("train", ":train")):
+            _base = f"ADS/{_folder}/{_split}/{_kind}"
+            LAYOUTS.add(f"{_dataset}/{_kind}{_suffix}",
+                        Layout(f"{_dataset}/{_kind}{_suffix}", f"{_base}/target", f"{_base}/input", same_name,
+                               None, f"ADS slides (CVPR 2023), {_dataset} {_kind} {_split} pairs"))
 
 #: the settings name training sets individually; some share one folder on disk
 TRAIN_ALIASES = {"BSD400": "BSD400+WED:train", "WED": "BSD400+WED:train"}

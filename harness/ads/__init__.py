@@ -1,0 +1,1 @@
+"""ADS (seed 002) as a multi-stage pipeline: unified model, FAIG-SD masks, classifier, CNN-ADS."""
