@@ -27,6 +27,11 @@ class TrainingOutOfMemoryError(RuntimeError):
     """The device ran out of memory; the message names the batch and patch size to lower."""
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for a device running out of memory: CUDA's OutOfMemoryError or the CPU allocator's RuntimeError."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
 @dataclass(frozen=True)
 class StageSpan:
     """A stage and the global steps [start, end) it covers."""
@@ -120,7 +125,9 @@ def train(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
-            except torch.OutOfMemoryError as err:
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                if not is_out_of_memory(err):
+                    raise
                 raise TrainingOutOfMemoryError(
                     f"out of memory at step {step} with a batch of {profile.batch_size} "
                     f"{profile.patch_size}x{profile.patch_size} patches on {device}: choose a profile with a "

@@ -8,8 +8,8 @@ from harness.checkpoints import load_checkpoint, save_checkpoint
 from harness.data import open_data
 from harness.profiles import PROFILES
 from harness.settings import get_setting
-from harness.training import NonFiniteLossError, learning_rate, plan_stages, train
-from zoo import TrainingStage, create_model
+from harness.training import NonFiniteLossError, TrainingOutOfMemoryError, learning_rate, plan_stages, train
+from zoo import RestorationModel, TrainingStage, create_model
 
 PROFILE = dataclasses.replace(PROFILES.get("smoke"), steps=12, checkpoint_every=6, log_every=3)
 
@@ -88,3 +88,24 @@ def test_a_short_run_reduces_the_training_loss():
     logged = []
     train(model, dataset(60), profile, on_log=lambda step, m: logged.append(m["train/loss"]))
     assert sum(logged[-2:]) / 2 < sum(logged[:2]) / 2
+
+
+class Upsampler(RestorationModel):
+    """A real network whose activations grow with the patch area times `factor`^2."""
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, degraded, cond=None):
+        wide = torch.nn.functional.interpolate(self.conv(degraded), scale_factor=self.factor)
+        return torch.nn.functional.avg_pool2d(wide, self.factor)
+
+
+def test_running_out_of_memory_names_the_batch_and_patch_size_to_lower():
+    # the upsampled activations would need a few TB: the CPU allocator refuses them at once
+    with pytest.raises(TrainingOutOfMemoryError, match=rf"batch of {PROFILE.batch_size} {PROFILE.patch_size}x"
+                                                       rf"{PROFILE.patch_size} patches on cpu: choose a profile"):
+        train(Upsampler(factor=2048), dataset(), PROFILE)
+    train(Upsampler(factor=2), dataset(), dataclasses.replace(PROFILE, steps=2))  # the same net fits when smaller
