@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import threading
 import uuid
@@ -14,6 +15,9 @@ from harness import tracking
 from harness.config import RunConfig, home, tracking_uri
 from harness.data import open_data
 from harness.environment import git_commit, package_versions
+
+
+STOP_GRACE_S = 60  # how long an interrupted trial may take to checkpoint its current step
 
 
 class RunFailedError(RuntimeError):
@@ -117,19 +121,35 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
                     verbose=0,
                 ),
             )
-        forward = threading.current_thread() is threading.main_thread()
-        if forward:  # SIGTERM -> SIGINT, which Tune turns into a clean stop with saved state
-            def stop(signum, frame):
-                if on_stop is not None:
-                    on_stop()
-                os.kill(os.getpid(), signal.SIGINT)
+        handled = threading.current_thread() is threading.main_thread()
+        timers: list[threading.Timer] = []
+        if handled:
+            # SIGINT and SIGTERM are ours; Tune keeps SIGUSR1, its clean stop with saved state
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
 
-            previous = signal.signal(signal.SIGTERM, stop)
+            def stop(signum, frame):
+                if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):  # Tune has not started yet
+                    raise KeyboardInterrupt
+                if on_stop is None or timers:  # nothing polls for the stop, or a second signal: stop now
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                    return
+                on_stop()  # the trial sees its run KILLED, checkpoints the step it finished and stops
+                print(f"[submit] stopping: the trial saves its current step (up to {STOP_GRACE_S} s; "
+                      "signal again to stop at once from the last checkpoint)", flush=True)
+                timers.append(threading.Timer(STOP_GRACE_S, os.kill, (os.getpid(), signal.SIGUSR1)))
+                timers[0].daemon = True
+                timers[0].start()
+
+            previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             return tuner.fit()
         finally:
-            if forward:
-                signal.signal(signal.SIGTERM, previous)
+            for timer in timers:
+                timer.cancel()
+            if handled:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
     finally:
         if started_here:
             ray.shutdown()
@@ -138,6 +158,9 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
 def trial_outcome(result) -> dict[str, float]:
     """The metrics of a finished trial, or RunFailedError with the trial's own error line."""
     if result.error is not None:
+        stopped = re.search(r"TrainingStopped: stopped on request after step (\d+)", str(result.error))
+        if stopped:  # the trial saw the run marked KILLED and checkpointed its step (harness/trial.py)
+            raise RunInterruptedError(f"stopped after step {stopped.group(1)}, which is checkpointed")
         raise RunFailedError(_error_summary(result.error))
     if result.metrics.get("phase") != "done":
         # No error and no evaluation: Tune stopped the trial on SIGINT/SIGTERM.
@@ -184,6 +207,8 @@ def _track_fit(mlflow, run_id: str, uri: str, fit) -> SubmitResult:
     try:
         metrics = fit()
         status = "FINISHED"
+        if "error" in mlflow.get_run(run_id).data.tags:  # a stop that came during the evaluation
+            mlflow.delete_tag(run_id, "error")
     except (KeyboardInterrupt, RunInterruptedError) as err:
         status = "KILLED"
         message = f"interrupted: {err}" if str(err) else "interrupted by the user"

@@ -19,6 +19,14 @@ from harness.progress import Progress
 from zoo.contract import Conditioning, RestorationModel, TrainingStage
 
 
+class TrainingStopped(RuntimeError):
+    """Training was asked to stop (the run was interrupted); a checkpoint of step `step` was saved first."""
+
+    def __init__(self, step: int):
+        super().__init__(f"TrainingStopped: stopped on request after step {step}; its checkpoint is saved")
+        self.step = step
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the step, stage and loss terms."""
 
@@ -81,12 +89,14 @@ def train(
     on_log: Callback | None = None,
     on_checkpoint: Callback | None = None,
     device: torch.device | str = "cpu",
+    stop_requested: Callable[[], bool] | None = None,
 ) -> int:
     """Train `model` from `start_step` to `profile.steps`; returns the number of steps done.
 
     `dataset` item i belongs to step i // batch_size, so a resumed run sees exactly the samples
     an uninterrupted one would. `on_log(step, metrics)` and `on_checkpoint(step, optimizer,
-    stage_name)` are called every `log_every` / `checkpoint_every` steps and at the end.
+    stage_name)` are called every `log_every` / `checkpoint_every` steps and at the end. When
+    `stop_requested()` turns true, the step just done is checkpointed and TrainingStopped raised.
     """
     model.to(device).train()
     spans = plan_stages(model.training_stages(), profile.steps)
@@ -142,6 +152,11 @@ def train(
                 metrics = {"train/loss": loss, "train/lr": lr}
                 metrics.update({f"train/loss_{k}": v.item() for k, v in terms.parts.items()})
                 on_log(done, metrics)
-            if on_checkpoint and (done % profile.checkpoint_every == 0 or done == span.end):
+            saved = done % profile.checkpoint_every == 0 or done == span.end
+            if on_checkpoint and saved:
                 on_checkpoint(done, {"stage": span.stage.name, "optimizer": optimizer.state_dict()})
+            if stop_requested is not None and done < profile.steps and stop_requested():
+                if on_checkpoint and not saved:  # resume from exactly here, not the last periodic checkpoint
+                    on_checkpoint(done, {"stage": span.stage.name, "optimizer": optimizer.state_dict()})
+                raise TrainingStopped(done)
     return profile.steps

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -17,8 +18,26 @@ from harness.data import open_data
 from harness.efficiency import EfficiencyConfig, measure
 from harness.evaluation import evaluate
 from harness.scorers import build_scorers
-from harness.training import train
+from harness.training import TrainingStopped, train
 from zoo import Conditioning, create_model
+
+
+def stop_poller(mlflow, run_id: str, every_s: float = 1.0) -> Callable[[], bool]:
+    """A check, at most once per `every_s` seconds, of whether the driver marked run `run_id` KILLED.
+
+    The driver marks the run KILLED on SIGINT/SIGTERM (harness/submit.py); the trial then saves
+    the step it has just finished and stops, so a resumed run loses no work.
+    """
+    last = {"at": 0.0, "killed": False}
+
+    def killed() -> bool:
+        now = time.monotonic()
+        if not last["killed"] and now - last["at"] >= every_s:
+            last["at"] = now
+            last["killed"] = mlflow.get_run(run_id).info.status == "KILLED"
+        return last["killed"]
+
+    return killed
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -39,6 +58,7 @@ def run_trial(config: dict[str, Any]) -> None:
     data = open_data(setting, run.data_root)
     model = create_model(run.model, run.variant, **run.model_options)
     mlflow = tracking.client(config["tracking_uri"])
+    stop_requested = stop_poller(mlflow, run_id)
 
     start_step, optimizer_state = 0, None
     checkpoint = tune.get_checkpoint()
@@ -56,10 +76,12 @@ def run_trial(config: dict[str, Any]) -> None:
             save_checkpoint(Path(tmp), model, optimizer, {"step": step})
             tune.report({"step": step, "phase": "train"}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
+    if start_step < profile.steps and stop_requested():  # a retry of a trial the user stopped
+        raise TrainingStopped(start_step)
     if start_step < profile.steps:
         dataset = data.training_set(profile.patch_size, profile.steps * profile.batch_size, run.seed)
         train(model, dataset, profile, start_step=start_step, optimizer_state=optimizer_state,
-              on_log=on_log, on_checkpoint=on_checkpoint, device=device)
+              on_log=on_log, on_checkpoint=on_checkpoint, device=device, stop_requested=stop_requested)
 
     # A dedicated model is scored at its own level only; everything else on every task.
     scored = setting if run.train_level is None else dataclasses.replace(setting, tasks=setting.train_tasks)

@@ -1,5 +1,6 @@
 """Reliability and security: interrupted runs resume exactly, untrusted checkpoints never run."""
 import pickle
+import re
 import signal
 import time
 from pathlib import Path
@@ -63,6 +64,9 @@ def test_sigterm_marks_the_run_killed_and_resume_equals_an_uninterrupted_run(tmp
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 130, stderr[-2000:]
     assert "harness submit --resume" in stderr
+    # the trial saved the step it had just finished, not only its last periodic checkpoint
+    stopped_at = re.search(r"stopped after step (\d+), which is checkpointed", stderr)
+    assert stopped_at, stderr[-2000:]
 
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("restoration-bench/derain").experiment_id
@@ -73,7 +77,7 @@ def test_sigterm_marks_the_run_killed_and_resume_equals_an_uninterrupted_run(tmp
 
     resumed = run_harness(["submit", "--resume", run.info.run_id], home)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert "resuming from checkpoint at step" in resumed.stdout + resumed.stderr
+    assert f"resuming from checkpoint at step {stopped_at.group(1)}" in resumed.stdout + resumed.stderr
     run = client.get_run(run.info.run_id)
     assert run.info.status == "FINISHED" and "error" not in run.data.tags and run.data.tags["resumed"] == "1"
     (finished,) = MlflowClient(f"sqlite:///{reference_home / 'mlflow.db'}").search_runs(
