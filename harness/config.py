@@ -55,6 +55,7 @@ class RunConfig:
     train_level: float | None = None  # continuous settings: train at this one level (a dedicated model)
     metrics: tuple[str, ...] = ("psnr", "ssim")  # scored on every test image (`harness list metrics`)
     efficiency_size: int = 128  # input side the efficiency columns are measured at (0: not measured)
+    profile_options: dict[str, Any] = field(default_factory=dict)  # profile field overrides, e.g. {"lr": 3e-4}
 
     def validate(self) -> None:
         """Resolve every name now, so a typo fails before Ray or MLflow start."""
@@ -77,6 +78,12 @@ class RunConfig:
         canonical(list(self.metrics))  # UnknownNameError lists the valid metrics
         if self.efficiency_size < 0:
             raise ValueError(f"--efficiency-size must be >= 0 (0: skip), got {self.efficiency_size}")
+        tunable = sorted(f.name for f in dataclasses.fields(Profile) if f.name not in ("name", "description"))
+        for key, value in self.profile_options.items():
+            if key not in tunable:
+                raise ValueError(f"'{key}' is not a training-profile field; valid fields: {', '.join(tunable)}")
+            if key in ("lr", "steps", "batch_size", "patch_size") and not value > 0:
+                raise ValueError(f"profile field '{key}' must be positive, got {value}")
 
     def with_setting_options(self) -> "RunConfig":
         """This run with the model-config fields its setting decides filled in (given options win).
@@ -93,7 +100,7 @@ class RunConfig:
 
     def resolved_profile(self) -> Profile:
         """The profile with the step override applied."""
-        profile = PROFILES.get(self.profile)
+        profile = dataclasses.replace(PROFILES.get(self.profile), **self.profile_options)
         return profile if self.steps is None else dataclasses.replace(profile, steps=self.steps)
 
     def resolved_setting(self) -> Setting:
@@ -105,8 +112,11 @@ class RunConfig:
 
     def params(self) -> dict[str, Any]:
         """Flat, fully resolved parameters of the run (run, profile, model config, protocol)."""
-        flat: dict[str, Any] = {f"run.{k}": v for k, v in dataclasses.asdict(self).items() if k != "model_options"}
+        nested = ("model_options", "profile_options")
+        flat: dict[str, Any] = {f"run.{k}": v for k, v in dataclasses.asdict(self).items() if k not in nested}
         flat["run.model_options"] = json.dumps(self.model_options, sort_keys=True)  # rebuilds the model
+        if self.profile_options:
+            flat["run.profile_options"] = json.dumps(self.profile_options, sort_keys=True)
         flat["run.metrics"] = ",".join(self.metrics)
         flat["run.json"] = json.dumps(dataclasses.asdict(self), sort_keys=True)  # rebuilds the run (--resume)
         flat.update({f"profile.{k}": v for k, v in dataclasses.asdict(self.resolved_profile()).items()})

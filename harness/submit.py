@@ -82,8 +82,9 @@ def experiment_path(name: str) -> Path:
     return home() / "ray_results" / name
 
 
-def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_trial: int | None = None,
-             restore: bool = False, on_stop=None):
+def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_trial: float | None = None,
+             restore: bool = False, on_stop=None, trainable=None, resources: dict | None = None,
+             tune_config=None):
     """Run `run_trial` over `param_space` (grid axes allowed) on a local or given Ray cluster.
 
     Returns Ray Tune's ResultGrid. Each trial gets `cpus_per_trial` CPUs (default: all). With
@@ -91,11 +92,15 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
     unfinished or errored trial from its last checkpoint. SIGTERM is handled like Ctrl+C: Tune
     stops the trials and saves its experiment state, so the run can be resumed; `on_stop()` runs
     first, so the tracking store says KILLED even if the whole process group is being killed.
+    Sweeps pass their own `trainable`, per-trial `resources` (Tune's with_resources form; the
+    param space then carries its own "threads") and `tune_config` (metric, scheduler, samples).
     """
     import ray
     from ray import tune
 
     from harness.trial import run_trial
+
+    trainable = trainable or run_trial
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started_here = not ray.is_initialized()
@@ -106,14 +111,17 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
             ray.init(address="local", num_cpus=cluster.cpus, num_gpus=None if cluster.gpus else 0,
                      include_dashboard=False, configure_logging=False)
     try:
-        cpus = cpus_per_trial or cluster.cpus or max(int(ray.available_resources().get("CPU", 1)), 1)
-        trainable = tune.with_resources(run_trial, {"cpu": cpus, "gpu": cluster.gpus})
+        if resources is None:
+            cpus = cpus_per_trial or cluster.cpus or max(int(ray.available_resources().get("CPU", 1)), 1)
+            resources, param_space = {"cpu": cpus, "gpu": cluster.gpus}, {**param_space, "threads": cpus}
+        trainable = tune.with_resources(trainable, resources)
         if restore:
             tuner = tune.Tuner.restore(str(experiment_path(name)), trainable, resume_unfinished=True, resume_errored=True)
         else:
             tuner = tune.Tuner(
                 trainable,
-                param_space={**param_space, "threads": cpus},
+                param_space=param_space,
+                tune_config=tune_config,
                 run_config=tune.RunConfig(
                     name=name,
                     storage_path=str(experiment_path(name).parent),

@@ -90,6 +90,8 @@ def train(
     on_checkpoint: Callback | None = None,
     device: torch.device | str = "cpu",
     stop_requested: Callable[[], bool] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    after_backward: Callable[[list[torch.nn.Parameter]], None] | None = None,
 ) -> int:
     """Train `model` from `start_step` to `profile.steps`; returns the number of steps done.
 
@@ -97,7 +99,18 @@ def train(
     an uninterrupted one would. `on_log(step, metrics)` and `on_checkpoint(step, optimizer,
     stage_name)` are called every `log_every` / `checkpoint_every` steps and at the end. When
     `stop_requested()` turns true, the step just done is checkpointed and TrainingStopped raised.
+
+    Data-parallel training: with `shard=(rank, world)` this process takes the rank-th of `world`
+    equal slices of every step's batch (the batch size must divide by `world`), and
+    `after_backward(params)` runs between the backward pass and the optimiser step, where the
+    caller averages the gradients across processes. With equal slices and averaged gradients
+    every process takes the step one process would take on the whole batch.
     """
+    rank, world = shard
+    if world < 1 or not 0 <= rank < world or profile.batch_size % world:
+        raise ValueError(f"a batch of {profile.batch_size} cannot be split into {world} equal slices "
+                         f"(rank {rank}); choose a number of workers that divides the batch size")
+    local = profile.batch_size // world
     model.to(device).train()
     spans = plan_stages(model.training_stages(), profile.steps)
     progress = Progress("train", profile.steps, start=start_step)
@@ -113,8 +126,8 @@ def train(
             optimizer.load_state_dict(optimizer_state["optimizer"])
         optimizer_state = None
         first = max(span.start, start_step)
-        indices = range(first * profile.batch_size, span.end * profile.batch_size)
-        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=profile.batch_size)
+        indices = [step * profile.batch_size + rank * local + i for step in range(first, span.end) for i in range(local)]
+        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=local)
         for step, batch in enumerate(loader, start=first):
             lr = learning_rate(profile, span, step)
             for group in optimizer.param_groups:
@@ -135,6 +148,8 @@ def train(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
+                if after_backward is not None:
+                    after_backward(params)
             except (torch.OutOfMemoryError, RuntimeError) as err:
                 if not is_out_of_memory(err):
                     raise

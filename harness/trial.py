@@ -1,9 +1,15 @@
-"""The Ray Tune trainable of one run: train (resumable from Ray checkpoints), evaluate, log."""
+"""The Ray trainable of one run: train (resumable from Ray checkpoints), evaluate, log.
+
+The same body runs as a Ray Tune function trial (`run_trial`) and as every worker of a Ray
+Train data-parallel trial (harness/sweep.py); `RayApi` is the only difference: which Ray
+functions report metrics and checkpoints and read the checkpoint to resume from.
+"""
 from __future__ import annotations
 
 import dataclasses
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +26,24 @@ from harness.evaluation import evaluate
 from harness.scorers import build_scorers
 from harness.training import TrainingStopped, train
 from zoo import Conditioning, create_model
+
+
+@dataclass(frozen=True)
+class RayApi:
+    """How a trial talks to Ray: Tune's functions in a Tune trial, Ray Train's in a Train worker.
+
+    `rank`/`world` place this process in a data-parallel group (rank 0 logs, checkpoints and
+    evaluates); `after_backward` averages gradients across the group and `mean` averages logged
+    training metrics over it (each process sees only its slice of the batch).
+    """
+
+    report: Callable[..., None]
+    get_checkpoint: Callable[[], Any]
+    checkpoint_from_directory: Callable[[str], Any]
+    rank: int = 0
+    world: int = 1
+    after_backward: Callable[[list], None] | None = None
+    mean: Callable[[dict[str, float]], dict[str, float]] | None = None
 
 
 def stop_poller(mlflow, run_id: str, every_s: float = 1.0) -> Callable[[], bool]:
@@ -40,8 +64,13 @@ def stop_poller(mlflow, run_id: str, every_s: float = 1.0) -> Callable[[], bool]
     return killed
 
 
+def tune_api() -> RayApi:
+    """The RayApi of a Ray Tune function trial."""
+    return RayApi(tune.report, tune.get_checkpoint, tune.Checkpoint.from_directory)
+
+
 def run_trial(config: dict[str, Any]) -> None:
-    """Train and evaluate the run described by `config` inside a Ray worker.
+    """Train and evaluate the run described by `config` inside a Ray Tune trial.
 
     `config` holds the RunConfig fields ("run"), the MLflow "tracking_uri" and "run_id", and the
     number of torch "threads". A retried trial continues from Ray's latest checkpoint.
@@ -50,39 +79,91 @@ def run_trial(config: dict[str, Any]) -> None:
     if config.get("train_level") is not None:  # one trial of a dedicated-models grid
         run = dataclasses.replace(run, train_level=config["train_level"])
     run_id = config["run_ids"][f"{run.train_level:g}"] if "run_ids" in config else config["run_id"]
-    torch.set_num_threads(config["threads"])
+    train_evaluate(run, config["tracking_uri"], run_id, config["threads"], tune_api())
+
+
+def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api: RayApi,
+                   validate_every_checkpoint: bool = False) -> None:
+    """Train `run` (from the latest checkpoint, if any), evaluate it, and log both to MLflow run `run_id`.
+
+    Every checkpoint is reported through `ray_api` with the step ("phase": "train"); with
+    `validate_every_checkpoint` the report also holds the held-out validation metrics
+    (harness/validation.py) that sweep schedulers compare. The final report holds the test
+    metrics and "phase": "done".
+    """
+    torch.set_num_threads(threads)
     torch.manual_seed(run.seed)
     np.random.seed(run.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and ray_api.world > 1:
+        import ray.train.torch
+
+        device = ray.train.torch.get_device()
     setting, profile = run.resolved_setting(), run.resolved_profile()
     data = open_data(setting, run.data_root)
     model = create_model(run.model, run.variant, **run.model_options)
-    mlflow = tracking.client(config["tracking_uri"])
-    stop_requested = stop_poller(mlflow, run_id)
+    mlflow = tracking.client(uri)
+    lead = ray_api.rank == 0
+    # one process only: the workers of a data-parallel trial would have to agree on the step
+    stop_requested = stop_poller(mlflow, run_id) if ray_api.world == 1 else None
 
     start_step, optimizer_state = 0, None
-    checkpoint = tune.get_checkpoint()
+    checkpoint = ray_api.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state, optimizer_state = load_checkpoint(Path(directory), model)
         start_step = state["step"]
         print(f"[train] resuming from checkpoint at step {start_step}", flush=True)
 
+    crops = None
+    if validate_every_checkpoint:
+        from harness.validation import validation_set
+
+        crops = validation_set(data, profile.patch_size, run.seed)
+    last_validation: dict[str, float] = {}
+
     def on_log(step: int, metrics: dict[str, float]) -> None:
-        tracking.log_metrics(mlflow, run_id, metrics, step)
+        if ray_api.mean is not None:  # a collective: every worker logs at the same steps
+            metrics = ray_api.mean(metrics)
+        if lead:
+            tracking.log_metrics(mlflow, run_id, metrics, step)
 
     def on_checkpoint(step: int, optimizer: dict[str, Any]) -> None:
+        metrics: dict[str, Any] = {"step": step, "phase": "train"}
+        if crops is not None and lead:
+            from harness.validation import validate
+
+            last_validation.update(validate(model, crops, device))
+            tracking.log_metrics(mlflow, run_id, last_validation, step)
+            metrics.update(last_validation)
+        if not lead:  # every worker reports as often as rank 0 (Ray Train's rule); only rank 0 saves
+            ray_api.report(metrics, checkpoint=None)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(Path(tmp), model, optimizer, {"step": step})
-            tune.report({"step": step, "phase": "train"}, checkpoint=tune.Checkpoint.from_directory(tmp))
+            ray_api.report(metrics, checkpoint=ray_api.checkpoint_from_directory(tmp))
 
-    if start_step < profile.steps and stop_requested():  # a retry of a trial the user stopped
+    if start_step < profile.steps and stop_requested is not None and stop_requested():  # a retry of a stopped trial
         raise TrainingStopped(start_step)
     if start_step < profile.steps:
         dataset = data.training_set(profile.patch_size, profile.steps * profile.batch_size, run.seed)
         train(model, dataset, profile, start_step=start_step, optimizer_state=optimizer_state,
-              on_log=on_log, on_checkpoint=on_checkpoint, device=device, stop_requested=stop_requested)
+              on_log=on_log, on_checkpoint=on_checkpoint, device=device,
+              shard=(ray_api.rank, ray_api.world), after_backward=ray_api.after_backward,
+              stop_requested=stop_requested)
+    elif crops is not None and lead:  # restored after the last checkpoint: the sweep metric is still needed
+        from harness.validation import validate
 
+        last_validation.update(validate(model, crops, device))
+
+    metrics = finish_run(mlflow, run_id, model, run, device) if lead else {}
+    ray_api.report({**last_validation, **metrics, "step": profile.steps, "phase": "done"})
+
+
+def finish_run(mlflow, run_id: str, model, run: RunConfig, device) -> dict[str, float]:
+    """Evaluate the trained `model` on the run's test tasks and log metrics, images and weights; return the metrics."""
+    setting, profile = run.resolved_setting(), run.resolved_profile()
+    data = open_data(setting, run.data_root)
     # A dedicated model is scored at its own level only; everything else on every task.
     scored = setting if run.train_level is None else dataclasses.replace(setting, tasks=setting.train_tasks)
     scorers, missing = build_scorers(list(run.metrics), setting.protocol, device)
@@ -105,7 +186,7 @@ def run_trial(config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         save_weights(model, Path(tmp) / WEIGHTS)
         mlflow.log_artifact(run_id, str(Path(tmp) / WEIGHTS), "checkpoint")
-    tune.report({**metrics, "step": profile.steps, "phase": "done"})
+    return metrics
 
 
 def _log_efficiency(mlflow, run_id: str, model, run: RunConfig, setting, step: int) -> None:

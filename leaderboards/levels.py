@@ -39,7 +39,7 @@ def level_board(
         tags = run.data.tags
         if tags.get("setting_version") != str(version) or (profile and tags.get("profile") != profile):
             continue
-        if tags.get("role"):
+        if tags.get("role") or (tags.get("sweep_parent") and tags.get("sweep_best") != "true"):
             continue
         key = (tags.get("model"), tags.get("variant"))
         if tags.get("dedicated_level"):

@@ -1,7 +1,8 @@
 """A leaderboard of reproduced results: one row per model, from FINISHED MLflow runs only.
 
 Crashed, killed or still-running runs never appear: only runs whose status is FINISHED (set by
-the harness after a successful evaluation) are read. Runs are ranked only against runs scored on
+the harness after a successful evaluation) are read. Of a sweep (`harness sweep`) only the trial
+chosen by validation PSNR (tag `sweep_best`) appears, like a submitted run. Runs are ranked only against runs scored on
 the same test images: one ranking per data fingerprint, so runs on the embedded synthetic suite
 are never ranked together with runs on real data.
 """
@@ -59,6 +60,8 @@ def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: s
         if profile and tags.get("profile") != profile:
             continue
         if tags.get("dedicated_level") or tags.get("role"):  # per-level baselines and sweep parents
+            continue
+        if tags.get("sweep_parent") and tags.get("sweep_best") != "true":  # a sweep stands by its best trial
             continue
         row = {"model": tags.get("model"), "variant": tags.get("variant"), "profile": tags.get("profile"),
                "data_source": tags.get("data_source"), "data_fingerprint": tags.get("data_fingerprint"),
