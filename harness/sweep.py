@@ -152,7 +152,20 @@ class SweepResult:
 
 
 def _tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+    """Lists as tuples (hashable, like the dataclass fields they fill); numbers written as text as numbers.
+
+    YAML reads `1e-4` as a string (YAML 1.1 floats need a dot), so text that Python reads as a
+    number becomes one.
+    """
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuple(v) for v in value)
+    if isinstance(value, str):
+        for convert in (int, float):
+            try:
+                return convert(value)
+            except ValueError:
+                pass
+    return value
 
 
 def _constant(dim: Dimension) -> bool:
@@ -176,7 +189,7 @@ def parse_dimension(key: str, text: str) -> Dimension:
         bounds = rest.split(":")
         if len(bounds) != 2:
             raise ValueError(f"--space {key}={text}: a {kind} range is {kind}:LOW:HIGH")
-        return Dimension(kind, tuple(yaml.safe_load(b) for b in bounds))
+        return Dimension(kind, tuple(_tuple(yaml.safe_load(b)) for b in bounds))
     try:  # a YAML flow sequence without its brackets: 8,16,24 or [3,3,3,3],[5,7,7,9]
         values = yaml.safe_load(f"[{rest}]")
     except yaml.YAMLError as err:

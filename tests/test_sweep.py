@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import LoopbackRayCluster, isolated_network_available, run_harness, start_harness
+from conftest import LoopbackRayCluster, isolated_network_available
 
 REPO = Path(__file__).resolve().parents[1]
 needs_namespace = pytest.mark.skipif(not isolated_network_available(),
@@ -78,11 +78,28 @@ def test_space_overrides_from_the_command_line_and_a_yaml_file(tmp_path):
     file = tmp_path / "space.yaml"
     file.write_text(yaml.safe_dump({"lr": {"kind": "grid", "values": [0.001, 0.002]}, "model.width": 12}))
     space = build_space("nafnet", ["weight_decay=uniform:0:0.01"], str(file))
+    assert build_space("nafnet", ["lr=loguniform:1e-4:3e-3"])["lr"].values == (1e-4, 3e-3)  # YAML reads 1e-4 as text
     boxes = build_space("res_hair", ["model.candidates=grid:[3,3,3,3],[5,7,7,9]"])["model.candidates"]
     assert boxes.kind == "grid" and boxes.values == ((3, 3, 3, 3), (5, 7, 7, 9))
     assert space["lr"].kind == "grid" and space["lr"].values == (0.001, 0.002)
     assert space["model.width"].values == (12,)
     assert space["weight_decay"].kind == "uniform"
+
+
+def test_schedulers_are_built_from_the_registry():
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    from harness.config import RunConfig
+    from harness.sweep import SweepConfig, _tune_config, build_space
+
+    run = RunConfig(model="nafnet", setting="derain", profile="smoke")
+    asha = _tune_config(SweepConfig(run=run, space=build_space("nafnet", [])))
+    assert isinstance(asha.scheduler, ASHAScheduler) and asha.metric == "val/psnr" and asha.mode == "max"
+    pbt_config = SweepConfig(run=run, space=build_space("nafnet", ["lr=loguniform:1e-4:1e-2"], defaults=False),
+                             scheduler="pbt")
+    pbt_config.validate()
+    pbt = _tune_config(pbt_config).scheduler
+    assert isinstance(pbt, PopulationBasedTraining) and set(pbt._hyperparam_mutations["space"]) == {"lr"}
 
 
 # ----------------------------------------------------------------------------- cluster.yaml
@@ -142,9 +159,86 @@ def test_sweep_runs_trials_on_both_nodes_each_a_child_run(cluster, tmp_path):
     assert list(board["run_id"]) == [best[0].info.run_id]  # the sweep stands by its best trial only
 
 
+# ----------------------------------------------------------------------------- data-parallel trials
+
+
+@needs_namespace
+def test_two_worker_ray_train_trial_matches_one_worker(cluster, tmp_path):
+    """Global batch 4 split 2+2 with all-reduced gradients vs 4 in one process: same validation PSNR.
+
+    The two workers run on the two nodes (1 CPU each, 0.99 per worker: the Tune trial driving the
+    TorchTrainer holds 0.01), so gloo all-reduces across nodes. Tolerance 0.01 dB: the runs differ only in float summation order (gradients summed over two
+    halves, then averaged); measured here: validation PSNR equal to 1e-6 dB, test PSNR to 1e-6 dB.
+    The logged training loss is the mean over the workers' slices, so it matches too.
+    """
+    metrics = {}
+    for workers in (1, 2):
+        home = tmp_path / f"w{workers}"
+        home.mkdir()
+        proc = cluster.popen(["sweep", *TINY, "--steps", "20", "--scheduler", "fifo", "--no-default-space",
+                              "--space", "lr=0.001", "--num-samples", "1", "--address", cluster.address,
+                              "--workers-per-trial", str(workers), "--cpus-per-trial", "1.98" if workers == 2 else "1"],
+                             home)
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:] + err[-3000:]
+        parent, trials = sweep_runs(home)
+        assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+        assert parent.data.tags["sweep.workers_per_trial"] == str(workers)
+        metrics[workers] = trials[0].data.metrics
+    assert len(client(tmp_path / "w2").get_metric_history(
+        sweep_runs(tmp_path / "w2")[1][0].info.run_id, "val/psnr")) == 2  # a validation point per checkpoint
+    assert metrics[2]["val/psnr"] == pytest.approx(metrics[1]["val/psnr"], abs=0.01)
+    assert metrics[2]["psnr/avg"] == pytest.approx(metrics[1]["psnr/avg"], abs=0.01)
+    assert metrics[2]["train/loss"] == pytest.approx(metrics[1]["train/loss"], rel=1e-3)
+
+
+
+
+# ----------------------------------------------------------------------------- interrupted sweep
+
+
+@needs_namespace
+def test_interrupted_sweep_resumes_with_every_trial_recorded_once(cluster, tmp_path):
+    args = ["sweep", *TINY, "--steps", "40", "--scheduler", "fifo", "--no-default-space",
+            "--space", "lr=grid:0.001,0.002", "--num-samples", "1", "--address", cluster.address]
+    proc = cluster.popen(args, tmp_path)
+    deadline = time.monotonic() + 300
+    while True:  # stop the sweep once a trial has a checkpoint
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be interrupted"
+        time.sleep(0.5)
+        if not list((tmp_path / "ray_results").glob("sweep-*/sweep_trial_*/checkpoint_*")):
+            continue
+        break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-2000:] + err[-3000:]
+    parent, trials = sweep_runs(tmp_path)
+    assert parent.info.status == "KILLED" and "harness sweep --resume" in parent.data.tags["error"]
+    before = {t.info.run_id for t in trials}
+    statuses = [t.info.status for t in trials]  # a trial may have finished before the signal
+    assert "KILLED" in statuses and set(statuses) <= {"KILLED", "FINISHED"}, statuses
+
+    resumed = cluster.popen(["sweep", "--resume", parent.info.run_id, "--address", cluster.address], tmp_path)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-2000:] + err[-3000:]
+    parent, trials = sweep_runs(tmp_path)
+    assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
+    assert len(trials) == 2 and before <= {t.info.run_id for t in trials}  # interrupted trials kept their runs
+    assert len({t.data.tags["trial_id"] for t in trials}) == 2
+    for trial in trials:
+        assert trial.info.status == "FINISHED"
+        assert len(client(tmp_path).get_metric_history(trial.info.run_id, "psnr/avg")) == 1
+        if trial.info.run_id in before and int(trial.data.tags["attempts"]) > 1:
+            assert int(trial.data.tags[f"attempt{trial.data.tags['attempts']}.start_step"]) > 0  # from a checkpoint
+
+
+# ----------------------------------------------------------------------------- a node dies
+
+
 @needs_namespace
 def test_killed_worker_node_trial_resumes_from_checkpoint_and_is_recorded_once(cluster, tmp_path):
-    args = ["sweep", *TINY, "--steps", "60", "--scheduler", "fifo", "--no-default-space",
+    """Runs last in this module: the worker node stays dead afterwards."""
+    args = ["sweep", *TINY, "--steps", "40", "--scheduler", "fifo", "--no-default-space",
             "--space", "lr=grid:0.001,0.002", "--num-samples", "1", "--address", cluster.address]
     proc = cluster.popen(args, tmp_path)
     mlflow, victim, deadline = None, None, time.monotonic() + 300
@@ -173,70 +267,3 @@ def test_killed_worker_node_trial_resumes_from_checkpoint_and_is_recorded_once(c
     assert int(tags[f"attempt{tags['attempts']}.start_step"]) >= 10  # from its checkpoint, not from scratch
     for trial in trials:  # final metrics once per trial
         assert len(client(tmp_path).get_metric_history(trial.info.run_id, "psnr/avg")) == 1
-
-
-# ----------------------------------------------------------------------------- data-parallel trials
-
-
-@needs_namespace
-def test_two_worker_ray_train_trial_matches_one_worker(tmp_path):
-    """Global batch 4 split 2+2 with all-reduced gradients vs 4 in one process: same validation PSNR.
-
-    Tolerance 0.01 dB: the runs differ only in float summation order (gradients summed over two
-    halves, then averaged); measured here: validation PSNR equal to 1e-6 dB, test PSNR to 1e-6 dB.
-    The logged training loss is the mean over the workers' slices, so it matches too.
-    """
-    metrics = {}
-    for workers in (1, 2):
-        home = tmp_path / f"w{workers}"
-        home.mkdir()
-        proc = run_harness(["sweep", *TINY, "--steps", "20", "--scheduler", "fifo", "--no-default-space",
-                            "--space", "lr=0.001", "--num-samples", "1", "--cpus", "3",
-                            "--workers-per-trial", str(workers), "--cpus-per-trial", str(workers)], home)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        parent, trials = sweep_runs(home)
-        assert len(trials) == 1 and trials[0].info.status == "FINISHED"
-        assert parent.data.tags["sweep.workers_per_trial"] == str(workers)
-        metrics[workers] = trials[0].data.metrics
-    assert len(client(tmp_path / "w2").get_metric_history(
-        sweep_runs(tmp_path / "w2")[1][0].info.run_id, "val/psnr")) == 2  # a validation point per checkpoint
-    assert metrics[2]["val/psnr"] == pytest.approx(metrics[1]["val/psnr"], abs=0.01)
-    assert metrics[2]["psnr/avg"] == pytest.approx(metrics[1]["psnr/avg"], abs=0.01)
-    assert metrics[2]["train/loss"] == pytest.approx(metrics[1]["train/loss"], rel=1e-3)
-
-
-# ----------------------------------------------------------------------------- interrupted sweep
-
-
-@needs_namespace
-def test_interrupted_sweep_resumes_with_every_trial_recorded_once(tmp_path):
-    args = ["sweep", *TINY, "--steps", "60", "--scheduler", "fifo", "--no-default-space",
-            "--space", "lr=grid:0.001,0.002", "--num-samples", "1", "--cpus", "2"]
-    proc = start_harness(args, tmp_path)
-    deadline = time.monotonic() + 300
-    while True:  # stop the sweep once a trial has a checkpoint
-        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be interrupted"
-        time.sleep(0.5)
-        if not list((tmp_path / "ray_results").glob("sweep-*/sweep_trial_*/checkpoint_*")):
-            continue
-        break
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, out[-2000:] + err[-3000:]
-    parent, trials = sweep_runs(tmp_path)
-    assert parent.info.status == "KILLED" and "harness sweep --resume" in parent.data.tags["error"]
-    before = {t.info.run_id for t in trials}
-    statuses = [t.info.status for t in trials]  # a trial may have finished before the signal
-    assert "KILLED" in statuses and set(statuses) <= {"KILLED", "FINISHED"}, statuses
-
-    resumed = run_harness(["sweep", "--resume", parent.info.run_id, "--cpus", "2"], tmp_path)
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
-    parent, trials = sweep_runs(tmp_path)
-    assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
-    assert len(trials) == 2 and before <= {t.info.run_id for t in trials}  # interrupted trials kept their runs
-    assert len({t.data.tags["trial_id"] for t in trials}) == 2
-    for trial in trials:
-        assert trial.info.status == "FINISHED"
-        assert len(client(tmp_path).get_metric_history(trial.info.run_id, "psnr/avg")) == 1
-        if trial.info.run_id in before and int(trial.data.tags["attempts"]) > 1:
-            assert int(trial.data.tags[f"attempt{trial.data.tags['attempts']}.start_step"]) >= 10
