@@ -203,3 +203,30 @@ def test_bad_ads_options_are_refused_before_anything_starts(option, message, cap
     code = main(["submit", "--model", "nafnet_ads", "--setting", "rain_blur_noise", "--option", option])
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_ads_settings_read_a_real_tree_laid_out_per_degradation(tmp_path):
+    """ADS/RainBlurNoise/{train,test}/{rain,blur,noise}/{input,target}: pairs by name, checked and read."""
+    import numpy as np
+    from PIL import Image
+
+    from harness.data.real import RealData, check_tree
+    from harness.settings import get_setting
+
+    setting = get_setting("rain_blur_noise")
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for kind in ("rain", "blur", "noise"):
+            for folder in ("input", "target"):
+                path = tmp_path / "ADS" / "RainBlurNoise" / split / kind / folder
+                path.mkdir(parents=True)
+                for name in ("a.png", "b.png"):
+                    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path / name)
+    report = check_tree(tmp_path, setting)
+    assert report.ok, report.problems
+    assert report.counts["Rain-Blur-Noise/blur"] == 2 and report.counts["Rain-Blur-Noise/noise:train"] == 2
+    data = RealData(setting, tmp_path)
+    pairs = data.test_pairs("noise")
+    assert [p.name for p in pairs] == ["a.png", "b.png"] and pairs[0].degraded.shape == (40, 48, 3)
+    (tmp_path / "ADS" / "RainBlurNoise" / "test" / "rain" / "target" / "b.png").unlink()
+    assert any("b.png has no target" in p for p in check_tree(tmp_path, setting).problems)

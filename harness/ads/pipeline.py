@@ -80,8 +80,14 @@ def _run_stage_trial(stage: str, space: dict, name: str, cluster: ClusterOptions
     return {k: v for k, v in result.metrics.items() if k.startswith(("psnr/", "ssim/", "classifier/"))}
 
 
-def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions) -> dict[str, float]:
-    """Run every unfinished stage of pipeline `parent` in order; the ADS model's metrics."""
+def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions, on_sigterm=None,
+             stopping: threading.Event | None = None) -> dict[str, float]:
+    """Run every unfinished stage of pipeline `parent` in order; the ADS model's metrics.
+
+    `on_sigterm` is (re)installed as the SIGTERM handler once Ray has started, since ray.init
+    installs its own handler, which would end the driver without recording anything. Once
+    `stopping` is set no further stage starts.
+    """
     import ray
 
     mlflow = tracking.client(uri)
@@ -93,6 +99,8 @@ def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions) -> 
     started = False
     try:
         for stage in STAGES:
+            if stopping is not None and stopping.is_set():
+                raise RunInterruptedError(f"stopped before stage '{stage}'")
             child = existing.get(stage)
             if child is not None and child.info.status == "FINISHED":
                 inputs[stage] = child.info.run_id
@@ -114,6 +122,8 @@ def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions) -> 
                     ray.init(address="local", num_cpus=cluster.cpus, num_gpus=None if cluster.gpus else 0,
                              include_dashboard=False, configure_logging=False)
                 started = True
+                if on_sigterm is not None:
+                    signal.signal(signal.SIGTERM, on_sigterm)
             space = {"run": dataclasses.asdict(run), "tracking_uri": uri, "run_id": child_id, "inputs": dict(inputs)}
             begin = time.monotonic()
             try:
@@ -140,16 +150,18 @@ def _track(mlflow, parent: str, uri: str, run: RunConfig, cluster: ClusterOption
     resume_hint = f"resume with `harness submit --resume {parent}`"
     status = "FAILED"
     forward = threading.current_thread() is threading.main_thread()
+    stopping = threading.Event()
     if forward:  # SIGTERM -> SIGINT: Tune stops a running stage cleanly; between stages it interrupts
 
         def stop(signum, frame):
+            stopping.set()
             tracking.set_tags(mlflow, parent, {"error": f"interrupted; {resume_hint}"})
             mlflow.set_terminated(parent, "KILLED")
             os.kill(os.getpid(), signal.SIGINT)
 
         previous = signal.signal(signal.SIGTERM, stop)
     try:
-        metrics = _execute(run, parent, uri, cluster)
+        metrics = _execute(run, parent, uri, cluster, stop if forward else None, stopping)
         status = "FINISHED"
     except (KeyboardInterrupt, RunInterruptedError) as err:
         status = "KILLED"

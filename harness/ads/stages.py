@@ -93,8 +93,11 @@ class StageContext:
         dataset = data.training_set(profile.patch_size, steps * profile.batch_size, self.run.seed + seed_offset)
 
         def on_log(step: int, metrics: dict[str, float]) -> None:
+            from ray import tune
+
             tracking.log_metrics(self.mlflow, self.run_id, {k.replace("train/", f"train{label}/"): v
                                                             for k, v in metrics.items()}, step)
+            tune.report({"phase": "train", "step": step})  # where Tune can stop the trial (Ctrl+C, SIGTERM)
 
         train(model, dataset, profile, on_log=on_log, device=self.device)
 

@@ -48,9 +48,10 @@ class Layout:
 
     def describe(self) -> str:
         """One line of the expected tree."""
+        count = self.expected if self.expected is not None else "count not published"
         if self.degraded_dir is None:
-            return f"{self.clean_dir}/   clean images, degradation synthesised ({self.expected} files; {self.source})"
-        return (f"{self.degraded_dir}/ -> {self.clean_dir}/   ({self.expected} pairs; {self.source})")
+            return f"{self.clean_dir}/   clean images, degradation synthesised ({count} files; {self.source})"
+        return (f"{self.degraded_dir}/ -> {self.clean_dir}/   ({count} pairs; {self.source})")
 
 
 def same_name(path: str) -> str:
