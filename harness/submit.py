@@ -255,11 +255,7 @@ def resume(run_id: str, cluster: ClusterOptions = ClusterOptions(), explicit_uri
     if path != experiment_path(path.name):
         raise ValueError(f"run {run_id} was run with its state in {path.parent.parent}; "
                          f"resume it with RESTORATION_BENCH_HOME={path.parent.parent}")
-    resumed = int(previous.data.tags.get("resumed", "0")) + 1
-    mlflow.update_run(run_id, status="RUNNING")
-    tracking.set_tags(mlflow, run_id, {"resumed": str(resumed)})
-    if "error" in previous.data.tags:
-        mlflow.delete_tag(run_id, "error")
+    tracking.reopen_for_resume(mlflow, previous)
     print(f"Resuming MLflow run {run_id} ({run.model} on {run.setting}) from {path}", flush=True)
 
     def fit() -> dict[str, float]:

@@ -491,11 +491,7 @@ def resume_sweep(parent: str, cluster: ClusterOptions = ClusterOptions(max_failu
         raise ValueError(f"sweep {parent} keeps its state in {path.parent.parent}; "
                          f"resume it with RESTORATION_BENCH_HOME={path.parent.parent}")
     cfg = SweepConfig.from_json(previous.data.params["sweep.json"])
-    mlflow.update_run(parent, status="RUNNING")
-    resumed = int(previous.data.tags.get("resumed", "0")) + 1
-    tracking.set_tags(mlflow, parent, {"resumed": str(resumed)})
-    if "error" in previous.data.tags:
-        mlflow.delete_tag(parent, "error")
+    tracking.reopen_for_resume(mlflow, previous)
     for child in children(mlflow, parent):  # unfinished trials go on in their own child runs
         if child.info.status in ("KILLED", "FAILED") and "stopped_early" not in child.data.tags:
             mlflow.update_run(child.info.run_id, status="RUNNING")

@@ -114,3 +114,12 @@ def log_samples(mlflow: MlflowClient, run_id: str, examples: dict[str, tuple[np.
             strip = np.concatenate([np.clip(im, 0, 1) for im in images], axis=1)
             imsave(Path(tmp) / f"{task}.png", (strip * 255).round().astype(np.uint8), check_contrast=False)
         mlflow.log_artifacts(run_id, tmp, "samples")
+
+
+def reopen_for_resume(mlflow: MlflowClient, run) -> None:
+    """Mark an interrupted or crashed `run` RUNNING again: count the resume, drop its error tag."""
+    run_id = run.info.run_id
+    mlflow.update_run(run_id, status="RUNNING")
+    set_tags(mlflow, run_id, {"resumed": str(int(run.data.tags.get("resumed", "0")) + 1)})
+    if "error" in run.data.tags:
+        mlflow.delete_tag(run_id, "error")

@@ -57,7 +57,7 @@ def test_tiny_model_restores_sizes_that_are_not_multiples_of_eight(name):
     assert not torch.allclose(y, x)  # a real network, not a pass-through
 
 
-@pytest.mark.parametrize("name", TRAINABLE)
+@pytest.mark.parametrize("name", TRAINABLE + ["daair", "airnet", "airnet_hair"])
 def test_a_samples_output_does_not_depend_on_the_rest_of_its_batch(name):
     torch.manual_seed(0)
     model = zoo.create_model(name, "tiny").eval()

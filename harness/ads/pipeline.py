@@ -215,10 +215,6 @@ def resume_pipeline(parent: str, cluster: ClusterOptions = ClusterOptions(),
     if previous.info.status == "FINISHED":
         raise ValueError(f"ADS pipeline {parent} is already FINISHED; there is nothing to resume")
     run = RunConfig(**json.loads(previous.data.params["run.json"]))
-    resumed = int(previous.data.tags.get("resumed", "0")) + 1
-    mlflow.update_run(parent, status="RUNNING")
-    tracking.set_tags(mlflow, parent, {"resumed": str(resumed)})
-    if "error" in previous.data.tags:
-        mlflow.delete_tag(parent, "error")
+    tracking.reopen_for_resume(mlflow, previous)
     print(f"Resuming ADS pipeline {parent} ({run.model} on {run.setting})", flush=True)
     return _track(mlflow, parent, uri, run, cluster)
