@@ -7,22 +7,22 @@ is Wang et al.'s Gaussian form and `ssim_matlab` adds MATLAB's downsampling step
 image (a float64 tensor of length B).
 
 Speed (benchmarks/metrics_throughput.py): SSIM needs five local moments; they are computed from
-four maps, a = x + y and d = x - y and their squares, each centred by its per-channel image mean
-so that float32 keeps about 1e-7 of accuracy (variance = E[a^2] - E[a]^2 cancels badly on
-uncentred data). The separable window sums run as shifted adds over the flattened buffer (a
-shift by 1 walks along rows, a shift by W down columns), so every operation is one contiguous
-vectorised loop; positions whose window wraps across a row or plane are computed and ignored.
-Work is done one cache-sized chunk of images at a time in reused buffers.
+four maps, a = x + y and d = x - y and their squares, each centred by a near-mean constant per
+plane so that float32 keeps about 1e-7 of accuracy (variance = E[a^2] - E[a]^2 cancels badly on
+uncentred data). On CPU the whole computation is one fused loop (`harness.ssim_kernel`, numba),
+run on chunks of images by a small thread pool; on a GPU it is a few batched torch operations:
+the separable window sums run as shifted adds over the flattened maps (a shift by 1 walks along
+rows, a shift by W down columns; positions whose window wraps are computed and ignored).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,7 +36,7 @@ METRICS: Registry[MetricFn] = Registry("metric")
 K1, K2 = 0.01, 0.03  # SSIM stabilising constants (Wang et al. 2004, Eq. 7; scikit-image defaults)
 UNIFORM_WIN = 7  # scikit-image's default win_size
 GAUSS_WIN, GAUSS_SIGMA = 11, 1.5  # Wang et al. 2004, Sec. III-C
-CHUNK_ELEMENTS = 2**18  # values per chunk (about one 256x256 RGB image): its float32 buffers stay in cache
+CHUNK_ELEMENTS = 2**20  # values per CPU chunk (about five 256x256 RGB images): small enough to balance threads
 
 
 def rgb_to_y(images: Tensor) -> Tensor:
@@ -70,23 +70,7 @@ def _gaussian_taps() -> list[float]:
 UNIFORM = _Window([1.0] * UNIFORM_WIN, float(UNIFORM_WIN**2), sample_cov=True)  # sums, not means
 GAUSSIAN = _Window(_gaussian_taps(), 1.0, sample_cov=False)
 
-_LOCAL = threading.local()  # per-thread reused buffers: {(elements, dtype, device): [3 flat tensors]}
 _POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _workspace(n: int, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
-    """Three reused flat buffers of at least 4n elements for this thread (the last two sizes kept)."""
-    cache = getattr(_LOCAL, "buffers", None)
-    if cache is None:
-        cache = _LOCAL.buffers = OrderedDict()
-    key = (dtype, str(device))
-    have = cache.get(key)
-    if have is None or have[0].numel() < 4 * n:
-        cache[key] = [torch.zeros(4 * n, dtype=dtype, device=device) for _ in range(3)]
-        while len(cache) > 2:
-            cache.popitem(last=False)
-    cache.move_to_end(key)
-    return cache[key]
 
 
 def _window_sum(src: Tensor, dst: Tensor, tmp: Tensor, window: _Window, stride: int) -> None:
@@ -104,14 +88,38 @@ def _window_sum(src: Tensor, dst: Tensor, tmp: Tensor, window: _Window, stride: 
         dst[:length].add_(src[i * stride : i * stride + length], alpha=w)
 
 
+def _stabilisers(window: _Window, data_range: float) -> tuple[float, float]:
+    """C1 and C2 in the units the algebra uses: window sums (s times means) and s times variances."""
+    s = window.scale
+    return (K1 * data_range * s) ** 2, (K2 * data_range) ** 2 * s / window.cov_norm
+
+
+def _planes_ssim_cpu(x: Tensor, y: Tensor, data_range: float, window: _Window,
+                     clip: bool = False) -> tuple[Tensor, Tensor]:
+    """SSIM and MSE of each plane of P x 1 x H x W CPU planes (float64, length P): the fused kernel.
+
+    `clip` clips the pixels to [0, 1] inside the kernel (a protocol's clipping, without a copy).
+    """
+    from harness.ssim_kernel import planes_ssim_mse  # numba's import (0.4 s) only where CPU scoring runs
+
+    p, _, h, w = x.shape
+    c1, c2 = _stabilisers(window, data_range)
+    dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    low, high = (0.0, 1.0) if clip else (-np.inf, np.inf)
+    consts = np.array([1.0 / window.scale, 2 * c1, 2 * c2, window.scale, 0.0, low, high], dtype)
+    ssim_out, mse_out = np.empty(p), np.empty(p)
+    planes_ssim_mse(x.detach().reshape(p, h, w).contiguous().numpy(), y.detach().reshape(p, h, w).contiguous().numpy(),
+                    np.array(window.taps, dtype), consts, ssim_out, mse_out)
+    return torch.from_numpy(ssim_out), torch.from_numpy(mse_out)
+
+
 def _planes_ssim(x: Tensor, y: Tensor, data_range: float, window: _Window) -> tuple[Tensor, Tensor]:
-    """SSIM and MSE of each plane of P x 1 x H x W planes (float64, length P), in x's dtype."""
+    """SSIM and MSE of each plane of P x 1 x H x W planes (float64, length P), in x's dtype (torch ops)."""
     p, _, h, w = x.shape
     ho, wo = h - window.size + 1, w - window.size + 1
     s, n = window.scale, p * h * w
-    c1 = (K1 * data_range * s) ** 2  # C1 in units of the window sums
-    c2 = (K2 * data_range) ** 2 * s / window.cov_norm  # C2 in units of s * variance
-    maps, tmp, box = (t[: 4 * n] for t in _workspace(n, x.dtype, x.device))
+    c1, c2 = _stabilisers(window, data_range)
+    maps, tmp, box = (torch.zeros(4 * n, dtype=x.dtype, device=x.device) for _ in range(3))
     a, d, aa, dd = maps.view(4, p, 1, h, w).unbind(0)
     # centre a = x + y and d = x - y by near-mean constants (from every 4th pixel): any constant
     # is exact, one near the mean keeps E[a^2] - E[a]^2 accurate in float32 (a hazy image's d
@@ -166,8 +174,8 @@ def _scored(restored: Tensor, target: Tensor, protocol: MetricProtocol | None, f
     """Per-image (SSIM, MSE) of B x C x H x W batches; images are prepared chunk by chunk.
 
     On CPU, chunks of about CHUNK_ELEMENTS values run one per thread of a small pool (each thread
-    single-threaded), so buffers stay in cache and no operation waits for a busy core. MSE is that
-    of the prepared images (NaN when `form` resamples: use `psnr` on them instead).
+    single-threaded; the fused kernel releases the GIL). MSE is that of the prepared images (NaN
+    when `form` resamples: use `psnr` on them instead).
     """
     if restored.shape != target.shape:
         raise ValueError(f"restored {tuple(restored.shape)} and target {tuple(target.shape)} differ in shape")
@@ -176,11 +184,16 @@ def _scored(restored: Tensor, target: Tensor, protocol: MetricProtocol | None, f
     per_chunk = max(1, CHUNK_ELEMENTS // restored[0].numel()) if cpu else b
     ssim_out = torch.empty(b, dtype=torch.float64)
     mse_out = torch.full((b,), float("nan"), dtype=torch.float64)
+    # clipping commutes with the border crop, so on CPU an RGB protocol's clipping runs inside the
+    # kernel (no clipped copies of the batch); quantising or a colour transform must come after it
+    fuse_clip = (cpu and protocol is not None and protocol.clip and not protocol.quantize
+                 and protocol.color == "rgb" and form.resample is None)
+    preparation = dataclasses.replace(protocol, clip=False) if fuse_clip else protocol
 
     def run(start: int) -> None:
         x, y = restored[start : start + per_chunk], target[start : start + per_chunk]
-        if protocol is not None:
-            x, y = prepare(x, protocol), prepare(y, protocol)
+        if preparation is not None:
+            x, y = prepare(x, preparation), prepare(y, preparation)
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # float32: ~1e-7 from float64
         x, y = x.to(dtype), y.to(dtype)
         if form.resample is not None:
@@ -190,11 +203,10 @@ def _scored(restored: Tensor, target: Tensor, protocol: MetricProtocol | None, f
             raise ValueError(f"SSIM needs images of at least {form.window.size}x{form.window.size} pixels "
                              f"(after protocol and resampling), got {h}x{w}")
         planes_x, planes_y = x.reshape(n * c, 1, h, w), y.reshape(n * c, 1, h, w)
-        # CPU: a few planes at a time (cache-sized, bounded buffers); a GPU takes the whole batch
-        group = max(1, CHUNK_ELEMENTS // (h * w)) if x.device.type == "cpu" else n * c
-        parts = [_planes_ssim(planes_x[i : i + group], planes_y[i : i + group], data_range, form.window)
-                 for i in range(0, n * c, group)]
-        ssim_planes, mse_planes = torch.cat([s for s, _ in parts]), torch.cat([m for _, m in parts])
+        if cpu:
+            ssim_planes, mse_planes = _planes_ssim_cpu(planes_x, planes_y, data_range, form.window, fuse_clip)
+        else:
+            ssim_planes, mse_planes = _planes_ssim(planes_x, planes_y, data_range, form.window)
         ssim_out[start : start + n] = ssim_planes.view(n, c).mean(1).cpu()  # channel mean, as scikit-image
         if form.resample is None:
             mse_out[start : start + n] = mse_planes.view(n, c).mean(1).cpu()

@@ -153,6 +153,41 @@ def test_chunked_threaded_batch_equals_image_by_image():
     assert ssim(x[:2].double(), y[:2].double()).dtype == torch.float64
 
 
+@pytest.mark.parametrize("form", ["ssim", "ssim_gaussian"])
+def test_gpu_path_torch_ops_equal_the_fused_cpu_kernel_and_scikit_image(form):
+    """The batched torch operations a GPU runs (here on CPU) and the fused CPU kernel agree in float32."""
+    from harness.metrics import SSIM_FORMS, _planes_ssim, _planes_ssim_cpu
+
+    window = SSIM_FORMS.get(form).window
+    gaussian = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False) if form == "ssim_gaussian" else {}
+    for _, _, clean, degraded in PAIRS[::3]:
+        x, y = to_batch(degraded, torch.float32)[0, :, None], to_batch(clean, torch.float32)[0, :, None]
+        torch_ssim, torch_mse = _planes_ssim(x, y, 1.0, window)
+        fused_ssim, fused_mse = _planes_ssim_cpu(x, y, 1.0, window)
+        reference = structural_similarity(clean, degraded, data_range=1.0, channel_axis=2, **gaussian)
+        assert torch_ssim.mean().item() == pytest.approx(reference, abs=1e-5)
+        assert fused_ssim.mean().item() == pytest.approx(reference, abs=1e-5)
+        assert torch.allclose(torch_mse, fused_mse, rtol=1e-5)
+        assert fused_mse.mean().item() == pytest.approx(np.mean((clean - degraded) ** 2), rel=1e-5)
+
+
+def test_clipping_inside_the_kernel_equals_clipping_first_and_keeps_nan():
+    """The promptir protocol's clipping (fused into the CPU kernel) equals clipping the images first;
+    a NaN pixel, as a diverged model writes, scores NaN rather than a clipped number."""
+    _, _, clean, degraded = PAIRS[0]
+    overshoot = degraded * 1.4 - 0.2  # values below 0 and above 1
+    scores = score(to_batch(overshoot, torch.float32), to_batch(clean, torch.float32), get_protocol("promptir"))
+    clipped = np.clip(overshoot, 0, 1)
+    assert scores["ssim"].item() == pytest.approx(structural_similarity(clean, clipped, data_range=1.0, channel_axis=2), abs=1e-5)
+    assert scores["psnr"].item() == pytest.approx(peak_signal_noise_ratio(clean, clipped, data_range=1.0), abs=1e-3)
+    broken = to_batch(degraded, torch.float32)
+    broken[0, 1, 40, 50] = float("nan")
+    nan_scores = score(torch.cat([broken, to_batch(degraded, torch.float32)]),
+                       to_batch(clean, torch.float32).repeat(2, 1, 1, 1), get_protocol("promptir"))
+    assert torch.isnan(nan_scores["ssim"][0]) and torch.isnan(nan_scores["psnr"][0])
+    assert torch.isfinite(nan_scores["ssim"][1]) and torch.isfinite(nan_scores["psnr"][1])
+
+
 def test_protocol_registry_and_errors():
     assert {"promptir", "promptir_y", "wang", "wang_y", "matlab"} <= set(PROTOCOLS.names())
     with pytest.raises(UnknownNameError, match="Valid protocols: matlab, promptir"):
