@@ -12,7 +12,8 @@ process CPU time). Methods:
 * pyiqa: its `psnr` + `ssimc` (RGB, Gaussian 11x11 window: pyiqa has no uniform-window SSIM),
   on the whole batch;
 * harness: `harness.metrics.score` under the `promptir` protocol (float32 and float64 inputs),
-  on the whole batch.
+  on the whole batch: on CPU the fused numba kernel of `harness.ssim_kernel` (compiled before
+  timing starts), on a GPU batched torch operations.
 
 The harness' numbers are checked against scikit-image's before any timing counts.
 """
