@@ -43,7 +43,7 @@ def _build(window: int):
         # the last k rows filtered along the row, each stored twice (slots s and s + k) so that
         # any k consecutive rows are contiguous: the vertical loop then reads fixed offsets
         ring = np.empty((2 * k, 4, wo), x.dtype)
-        centre = np.empty(2, x.dtype)
+        centre = np.empty(2, x.dtype)  # storing here casts the float64 means to x's dtype
         for p in range(planes):
             # near-mean centring constants from every 4th pixel (any constant is exact)
             total_a, total_d, count = 0.0, 0.0, 0
