@@ -21,10 +21,10 @@ import torch
 
 from harness.ads.stages import BUDGET, kind_setting
 from harness.data import open_data
-from harness.evaluation import evaluate
-from harness.profiles import PROFILES
+from harness.scoring.evaluation import evaluate
+from harness.runs.profiles import PROFILES
 from harness.settings import get_setting
-from harness.training import train
+from harness.runs.training import train
 from zoo import model_config
 from zoo.ads import (SELECTIONS, ClassifierTraining, DegradationClassifier, NAFNetADS, SelectionInputs,
                      kernel_weights, top_filters)

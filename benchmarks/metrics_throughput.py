@@ -11,8 +11,8 @@ process CPU time). Methods:
   protocol), float64, one image at a time (it has no batch API);
 * pyiqa: its `psnr` + `ssimc` (RGB, Gaussian 11x11 window: pyiqa has no uniform-window SSIM),
   on the whole batch;
-* harness: `harness.metrics.score` under the `promptir` protocol (float32 and float64 inputs),
-  on the whole batch: on CPU the fused numba kernel of `harness.ssim_kernel` (compiled before
+* harness: `harness.scoring.metrics.score` under the `promptir` protocol (float32 and float64 inputs),
+  on the whole batch: on CPU the fused numba kernel of `harness.scoring.ssim_kernel` (compiled before
   timing starts), on a GPU batched torch operations.
 
 The harness' numbers are checked against scikit-image's before any timing counts.
@@ -71,8 +71,8 @@ def main() -> None:
 
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from harness.metrics import score
-    from harness.protocols import get_protocol
+    from harness.scoring.metrics import score
+    from harness.settings.protocols import get_protocol
 
     restored, targets = make_pairs(args.images, args.size)
     device = torch.device(args.device)

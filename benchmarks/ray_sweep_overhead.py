@@ -3,7 +3,7 @@
 Needs root (every Ray process runs in a private network namespace with only loopback, as in the
 tests). Three measurements of the same tiny trial (nafnet tiny, `derain`, smoke profile):
 
-1. in process, without Ray: the trial body (`harness.trial.train_evaluate` with a do-nothing
+1. in process, without Ray: the trial body (`harness.runs.trial.train_evaluate` with a do-nothing
    RayApi) logging into an MLflow run, `--repeats` times after one warm-up;
 2. `harness sweep` of `--trials` trials on a one-node cluster with 1 CPU (trials one after
    another): overhead per trial = sweep duration / trials - in-process time. The sweep
@@ -40,9 +40,9 @@ def in_process_seconds(repeats: int) -> list[float]:
     """Wall time of the trial body without Ray, after one warm-up run (imports and caches)."""
     import os
 
-    from harness import tracking
-    from harness.config import RunConfig
-    from harness.trial import RayApi, train_evaluate
+    from harness.runs import tracking
+    from harness.runs.config import RunConfig
+    from harness.runs.trial import RayApi, train_evaluate
 
     times = []
     with tempfile.TemporaryDirectory() as home:

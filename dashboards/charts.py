@@ -50,7 +50,7 @@ def task_bars(board: Board) -> pd.DataFrame:
 
 def setting_levels(setting: str) -> dict[str, float]:
     """Task -> degradation level of a continuous setting (registered, else as the papers' tables give it)."""
-    from harness.settings import SETTINGS
+    from harness.public import SETTINGS
     from leaderboards.reported import reported_values, task_level
 
     if setting in SETTINGS:

@@ -20,7 +20,7 @@ TTL = 30  # seconds a cached query lives: new runs show up within this time
 
 def tracking_uri() -> str:
     """The tracking URI `harness dashboard` passed on (MLFLOW_TRACKING_URI), else the harness default."""
-    from harness.config import tracking_uri as default_uri
+    from harness.public import tracking_uri as default_uri
 
     return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
@@ -52,7 +52,7 @@ def _client(uri: str):
 
 def all_settings() -> list[str]:
     """Registered settings and settings only the papers report on, sorted."""
-    from harness.settings import SETTINGS
+    from harness.public import SETTINGS
     from leaderboards.reported import reported_settings
 
     return sorted(set(SETTINGS.names()) | set(reported_settings()))
@@ -69,7 +69,7 @@ def board(uri: str, setting: str, pick: str = "best", profiles: tuple[str, ...] 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def level_board(uri: str, setting: str) -> dict:
     """Per-level rows of a registered continuous setting, with its dedicated per-level runs (leaderboards.levels)."""
-    from harness.settings import SETTINGS
+    from harness.public import SETTINGS
     from leaderboards.levels import level_board as build
     from leaderboards.reported import task_level
 

@@ -39,7 +39,7 @@ class Board:
 
 def setting_tasks(name: str) -> tuple[list[str], int | None]:
     """Task names and version of a registered setting, or the reported tasks of a setting only papers report on."""
-    from harness.settings import SETTINGS
+    from harness.public import SETTINGS
     from zoo.registry import UnknownNameError
 
     if name in SETTINGS:

@@ -40,7 +40,7 @@ def _zoo_count(model: str, variant: str, overrides: tuple[tuple[str, Any], ...])
 
 def _overrides(model: str, variant: str, params: dict[str, str]) -> tuple[tuple[str, Any], ...] | None:
     """The run's model options that differ from the zoo's configuration (None when unreadable)."""
-    from harness.config import flatten
+    from harness.public import flatten
     from zoo import model_config
 
     try:

@@ -77,7 +77,7 @@ def reported_settings() -> list[str]:
 
 
 def _registered_setting(name: str) -> Any | None:
-    from harness.settings import SETTINGS
+    from harness.public import SETTINGS
 
     return SETTINGS.get(name) if name in SETTINGS else None
 

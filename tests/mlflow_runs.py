@@ -1,7 +1,7 @@
 """Real MLflow runs for the leaderboard and dashboard tests, without Ray.
 
 A zoo model is evaluated on the embedded suite (real images, real metrics) and the result is
-logged exactly as harness/trial.py logs it: the run's tags and params from harness.submit and
+logged exactly as harness/runs/trial.py logs it: the run's tags and params from harness.runs.submit and
 RunConfig, metrics psnr/<task> and ssim/<task>, results/per_image.json and samples/<task>.png.
 """
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from harness import tracking
-from harness.config import RunConfig
+from harness.runs import tracking
+from harness.runs.config import RunConfig
 from harness.data import open_data
-from harness.evaluation import EvaluationResult, evaluate
+from harness.scoring.evaluation import EvaluationResult, evaluate
 from harness.settings import get_setting
-from harness.submit import run_tags
+from harness.runs.submit import run_tags
 from zoo import create_model
 
 

@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 
 from tests.conftest import run_harness, start_harness
 
+pytestmark = pytest.mark.slow  # starts Ray: not in the fast tier
+
 ARGS = ["submit", "--model", "nafnet_ads", "--setting", "rain_blur_noise", "--profile", "smoke", "--steps", "4",
         "--efficiency-size", "0"]
 

@@ -1,6 +1,6 @@
 """Eight `harness submit` processes at once, one SQLite tracking store (issue 11: concurrency).
 
-Without the store lock (harness/tracking.py) the processes race to create and migrate the new
+Without the store lock (harness/runs/tracking.py) the processes race to create and migrate the new
 database and die with 'duplicate column name' or alembic version errors; the slower of two
 creating the setting's experiment fails too.
 """
@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from conftest import run_harness, start_harness
 from leaderboards.runs import finished_runs
 
-from harness import tracking
+from harness.runs import tracking
+
+pytestmark = pytest.mark.slow  # starts Ray: not in the fast tier
 
 SUBMISSIONS = 8
 

@@ -6,6 +6,8 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_harness
 
+pytestmark = pytest.mark.slow  # starts Ray: not in the fast tier
+
 MODELS = ("daair", "airnet", "airnet_hair")
 STEPS = 12  # AirNet's tiny warm-up is 15% of them: 2 contrastive steps, then 10 joint ones
 

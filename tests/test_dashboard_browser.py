@@ -12,6 +12,8 @@ import pytest
 
 from mlflow_runs import bench_home, evaluation, log_run
 
+pytestmark = pytest.mark.slow  # opens a browser: not in the fast tier
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
 HARNESS = str(Path(sys.executable).with_name("harness"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -8,7 +8,7 @@ from torch import nn
 
 import zoo
 from conftest import run_harness
-from harness.efficiency import EfficiencyConfig, measure
+from harness.scoring.efficiency import EfficiencyConfig, measure
 
 
 class TwoConvs(nn.Module):
@@ -43,6 +43,7 @@ def test_every_zoo_model_is_measured(name):
         assert measure(model, EfficiencyConfig(size=64, repeats=1, warmup=0)).macs == 4 * e.macs
 
 
+@pytest.mark.slow
 def test_submit_logs_protocol_metrics_and_efficiency_and_the_leaderboard_shows_them(harness_home, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(harness_home / "torch"))  # no LPIPS weights there
     done = run_harness(["submit", "--model", "nafnet", "--setting", "derain", "--profile", "smoke", "--steps", "2",

@@ -33,6 +33,7 @@ def runs_by_model(home):
             for r in client.search_runs([experiment.experiment_id])}
 
 
+@pytest.mark.slow
 def test_submit_finishes_and_records_a_complete_run(store):
     home, runs = store
     for name in ("identity", "nafnet"):
@@ -53,6 +54,7 @@ def test_submit_finishes_and_records_a_complete_run(store):
     assert {"checkpoint", "samples", "results"} <= artifacts
 
 
+@pytest.mark.slow
 def test_identity_run_reproduces_noise_physics(store):
     home, _ = store
     metrics = runs_by_model(home)["identity"].data.metrics
@@ -60,12 +62,14 @@ def test_identity_run_reproduces_noise_physics(store):
         assert metrics[f"psnr/{task}"] == pytest.approx(expected, abs=0.05)
 
 
+@pytest.mark.slow
 def test_trained_baseline_beats_identity_under_the_default_profile(store):
     home, _ = store
     runs = runs_by_model(home)
     assert runs["nafnet"].data.metrics["psnr/avg"] > runs["identity"].data.metrics["psnr/avg"] + 1.0
 
 
+@pytest.mark.slow
 def test_crashed_run_is_failed_in_mlflow_and_absent_from_the_leaderboard(store):
     home, runs = store
     assert runs["broken"].returncode == 1
@@ -76,6 +80,7 @@ def test_crashed_run_is_failed_in_mlflow_and_absent_from_the_leaderboard(store):
     assert broken.info.run_id not in {row["run_id"] for row in board["rows"]}
 
 
+@pytest.mark.slow
 def test_leaderboard_json_ranks_both_models_with_per_task_numbers(store):
     home, _ = store
     result = run_harness(["leaderboard", "--setting", "three_deg", "--format", "json"], home)
@@ -96,11 +101,12 @@ def test_leaderboard_json_ranks_both_models_with_per_task_numbers(store):
 @pytest.mark.parametrize(
     "args,expected",
     [
+        # each case spawns the CLI (about 5 s); two stay in the fast tier, the rest run in the full suite
         (["submit", "--model", "nafnett", "--setting", "three_deg"], "Did you mean 'nafnet'"),
-        (["submit", "--model", "nafnet", "--setting", "3deg"], "Valid settings: deblur, dehaze"),
-        (["submit", "--model", "nafnet", "--setting", "three_deg", "--profile", "quick"], "Valid profiles"),
+        pytest.param(["submit", "--model", "nafnet", "--setting", "3deg"], "Valid settings: deblur, dehaze", marks=pytest.mark.slow),
+        pytest.param(["submit", "--model", "nafnet", "--setting", "three_deg", "--profile", "quick"], "Valid profiles", marks=pytest.mark.slow),
         (["list", "model"], "Did you mean 'models'"),
-        (["leaderboard", "--setting", "five"], "Valid settings"),
+        pytest.param(["leaderboard", "--setting", "five"], "Valid settings", marks=pytest.mark.slow),
     ],
 )
 def test_unknown_names_exit_non_zero_with_the_valid_names(args, expected, harness_home):
@@ -116,6 +122,7 @@ def test_list_as_json(harness_home):
     assert {s["name"]: s["version"] for s in settings}["five_deg"] == 1
 
 
+@pytest.mark.slow
 def test_res_hair_on_five_deg_runs_and_reaches_the_leaderboard(harness_home):
     """The README's main job, on the smoke budget: Res-HAIR through Ray into MLflow and the board."""
     result = run_harness(["submit", "--model", "res_hair", "--setting", "five_deg", "--profile", "smoke",

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from harness.config import RunConfig
+from harness.runs.config import RunConfig
 from harness.data import open_data
-from harness.degradations import degrade
-from harness.evaluation import evaluate
-from harness.profiles import PROFILES
+from harness.data.degradations import degrade
+from harness.scoring.evaluation import evaluate
+from harness.runs.profiles import PROFILES
 from harness.settings import get_setting
-from harness.training import flatten_views, train
+from harness.runs.training import flatten_views, train
 from zoo import Conditioning, TrainingStage
 
 

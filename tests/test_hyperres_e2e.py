@@ -9,6 +9,8 @@ from PIL import Image
 
 from conftest import run_harness
 
+pytestmark = pytest.mark.slow  # starts Ray: not in the fast tier
+
 SMOKE = ["--profile", "smoke", "--steps", "30"]
 
 

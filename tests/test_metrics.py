@@ -6,8 +6,8 @@ from skimage import data
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from harness.degradations import degrade
-from harness.metrics import prepare, psnr, rgb_to_y, score, ssim, ssim_gaussian
+from harness.data.degradations import degrade
+from harness.scoring.metrics import prepare, psnr, rgb_to_y, score, ssim, ssim_gaussian
 from harness.settings import MetricProtocol
 
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket"]

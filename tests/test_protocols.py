@@ -21,9 +21,9 @@ from skimage import data
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from harness.degradations import degrade
-from harness.metrics import score, ssim
-from harness.protocols import PROTOCOLS, MetricProtocol, get_protocol, resolve_protocol
+from harness.data.degradations import degrade
+from harness.scoring.metrics import score, ssim
+from harness.settings.protocols import PROTOCOLS, MetricProtocol, get_protocol, resolve_protocol
 from zoo.registry import UnknownNameError
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
@@ -156,7 +156,7 @@ def test_chunked_threaded_batch_equals_image_by_image():
 @pytest.mark.parametrize("form", ["ssim", "ssim_gaussian"])
 def test_gpu_path_torch_ops_equal_the_fused_cpu_kernel_and_scikit_image(form):
     """The batched torch operations a GPU runs (here on CPU) and the fused CPU kernel agree in float32."""
-    from harness.metrics import SSIM_FORMS, _planes_ssim, _planes_ssim_cpu
+    from harness.scoring.metrics import SSIM_FORMS, _planes_ssim, _planes_ssim_cpu
 
     window = SSIM_FORMS.get(form).window
     gaussian = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False) if form == "ssim_gaussian" else {}

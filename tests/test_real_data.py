@@ -11,8 +11,8 @@ from skimage import data as skdata
 from conftest import run_harness
 from harness.data import open_data
 from harness.data.real import check_tree
-from harness.degradations import degrade
-from harness.evaluation import evaluate
+from harness.data.degradations import degrade
+from harness.scoring.evaluation import evaluate
 from harness.settings import get_setting
 from zoo import create_model
 
@@ -113,6 +113,7 @@ def test_layout_command_prints_the_expected_tree(harness_home):
         assert folder in result.stdout
 
 
+@pytest.mark.slow
 def test_submit_trains_and_evaluates_on_a_real_tree(tree, harness_home):
     result = run_harness(["submit", "--model", "nafnet", "--setting", "three_deg", "--profile", "smoke",
                           "--data-root", str(tree)], harness_home)

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 import zoo
 from conftest import run_harness, start_harness
-from harness.checkpoints import OPTIMIZER, WEIGHTS, load_checkpoint, save_checkpoint
+from harness.runs.checkpoints import OPTIMIZER, WEIGHTS, load_checkpoint, save_checkpoint
 
 MARKER = Path("/tmp/restoration-bench-pwned")
 
@@ -47,6 +47,7 @@ def _experiment_checkpoints(home: Path) -> list[Path]:
     return sorted(home.glob("ray_results/submit-*/*/checkpoint_*"))
 
 
+@pytest.mark.slow
 def test_sigterm_marks_the_run_killed_and_resume_equals_an_uninterrupted_run(tmp_path):
     args = ["submit", "--model", "nafnet", "--setting", "derain", "--profile", "smoke", "--steps", "200"]
     reference_home, home = tmp_path / "reference", tmp_path / "interrupted"
@@ -92,13 +93,14 @@ def test_sigterm_marks_the_run_killed_and_resume_equals_an_uninterrupted_run(tmp
 @pytest.mark.parametrize(
     "args,expected",
     [
+        # each case spawns the CLI (about 5 s); two stay in the fast tier, the rest run in the full suite
         (["--steps", "0"], "--steps must be a positive number of training steps, got 0"),
-        (["--steps", "-5"], "got -5"),
-        (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        pytest.param(["--steps", "-5"], "got -5", marks=pytest.mark.slow),
+        pytest.param(["--seed", "-1"], "--seed must be a non-negative integer, got -1", marks=pytest.mark.slow),
         (["--option", "width"], "--option expects KEY=VALUE, got 'width'"),
-        (["--option", "depth=3"], "has no option(s) ['depth']"),
-        (["--variant", "huge"], "Valid variants: paper, tiny"),
-        (["--blind"], "need a continuous setting"),
+        pytest.param(["--option", "depth=3"], "has no option(s) ['depth']", marks=pytest.mark.slow),
+        pytest.param(["--variant", "huge"], "Valid variants: paper, tiny", marks=pytest.mark.slow),
+        pytest.param(["--blind"], "need a continuous setting", marks=pytest.mark.slow),
     ],
 )
 def test_bad_submit_options_are_refused_before_anything_starts(args, expected, harness_home):

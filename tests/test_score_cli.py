@@ -11,7 +11,7 @@ from skimage.color import rgb2ycbcr
 from skimage.io import imsave
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from harness.degradations import degrade
+from harness.data.degradations import degrade
 
 from harness.cli import main
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from skimage import data
 
-from harness.protocols import get_protocol
-from harness.score import read_image
-from harness.scorers import build_scorers, parse_metrics, score_all
+from harness.settings.protocols import get_protocol
+from harness.scoring.folders import read_image
+from harness.scoring.scorers import build_scorers, parse_metrics, score_all
 from zoo.registry import UnknownNameError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # hub lookups fail at once instead of retrying

@@ -5,8 +5,8 @@ from scipy.stats import norm
 
 from harness.data import open_data
 from harness.data.embedded import load_photos
-from harness.degradations import DEGRADATIONS
-from harness.evaluation import evaluate
+from harness.data.degradations import DEGRADATIONS
+from harness.scoring.evaluation import evaluate
 from harness.settings import SETTINGS, get_setting
 from zoo import UnknownNameError, create_model
 

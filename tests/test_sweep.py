@@ -59,8 +59,8 @@ def test_bad_sweep_input_is_refused_before_anything_starts(tmp_path, capsys, mon
 
 
 def test_default_spaces_are_plain_data_and_valid_for_every_model():
-    from harness.config import RunConfig
-    from harness.sweep import build_space, to_tune, validate_space
+    from harness.runs.config import RunConfig
+    from harness.runs.sweep import build_space, to_tune, validate_space
     from zoo import MODELS
     from zoo.search_spaces import SEARCH_SPACES
 
@@ -73,7 +73,7 @@ def test_default_spaces_are_plain_data_and_valid_for_every_model():
 
 
 def test_space_overrides_from_the_command_line_and_a_yaml_file(tmp_path):
-    from harness.sweep import build_space
+    from harness.runs.sweep import build_space
 
     file = tmp_path / "space.yaml"
     file.write_text(yaml.safe_dump({"lr": {"kind": "grid", "values": [0.001, 0.002]}, "model.width": 12}))
@@ -89,8 +89,8 @@ def test_space_overrides_from_the_command_line_and_a_yaml_file(tmp_path):
 def test_schedulers_are_built_from_the_registry():
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
-    from harness.config import RunConfig
-    from harness.sweep import SweepConfig, _tune_config, build_space
+    from harness.runs.config import RunConfig
+    from harness.runs.sweep import SweepConfig, _tune_config, build_space
 
     run = RunConfig(model="nafnet", setting="derain", profile="smoke")
     asha = _tune_config(SweepConfig(run=run, space=build_space("nafnet", [])))
@@ -131,6 +131,7 @@ def cluster(tmp_path_factory):
     nodes.stop()
 
 
+@pytest.mark.slow
 @needs_namespace
 def test_sweep_runs_trials_on_both_nodes_each_a_child_run(cluster, tmp_path):
     proc = cluster.popen(["sweep", *TINY, "--num-samples", "4", "--address", cluster.address], tmp_path)
@@ -162,6 +163,7 @@ def test_sweep_runs_trials_on_both_nodes_each_a_child_run(cluster, tmp_path):
 # ----------------------------------------------------------------------------- data-parallel trials
 
 
+@pytest.mark.slow
 @needs_namespace
 def test_two_worker_ray_train_trial_matches_one_worker(cluster, tmp_path):
     """Global batch 4 split 2+2 with all-reduced gradients vs 4 in one process: same validation PSNR.
@@ -197,6 +199,7 @@ def test_two_worker_ray_train_trial_matches_one_worker(cluster, tmp_path):
 # ----------------------------------------------------------------------------- interrupted sweep
 
 
+@pytest.mark.slow
 @needs_namespace
 def test_interrupted_sweep_resumes_with_every_trial_recorded_once(cluster, tmp_path):
     args = ["sweep", *TINY, "--steps", "40", "--scheduler", "fifo", "--no-default-space",
@@ -235,6 +238,7 @@ def test_interrupted_sweep_resumes_with_every_trial_recorded_once(cluster, tmp_p
 # ----------------------------------------------------------------------------- a node dies
 
 
+@pytest.mark.slow
 @needs_namespace
 def test_killed_worker_node_trial_resumes_from_checkpoint_and_is_recorded_once(cluster, tmp_path):
     """Runs last in this module: the worker node stays dead afterwards."""

@@ -4,11 +4,11 @@ import dataclasses
 import pytest
 import torch
 
-from harness.checkpoints import load_checkpoint, save_checkpoint
+from harness.runs.checkpoints import load_checkpoint, save_checkpoint
 from harness.data import open_data
-from harness.profiles import PROFILES
+from harness.runs.profiles import PROFILES
 from harness.settings import get_setting
-from harness.training import NonFiniteLossError, TrainingOutOfMemoryError, learning_rate, plan_stages, train
+from harness.runs.training import NonFiniteLossError, TrainingOutOfMemoryError, learning_rate, plan_stages, train
 from zoo import RestorationModel, TrainingStage, create_model
 
 PROFILE = dataclasses.replace(PROFILES.get("smoke"), steps=12, checkpoint_every=6, log_every=3)

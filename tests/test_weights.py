@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import weights
+from harness.scoring import weights
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 # pyiqa's published values on the five pairs its wheel ships, in file order I03, I04, I06, I08, I19
@@ -54,6 +54,7 @@ def test_classifier_placeholders_are_nan_and_tiny(tmp_path):
     assert (tmp_path / "a.pth").stat().st_size < 20_000
 
 
+@pytest.mark.slow  # fetches packages from the index
 def test_install_from_pypi_reproduces_pyiqa_calibration(tmp_path):
     torch_home = tmp_path / "torch"
     try:

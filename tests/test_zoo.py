@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import zoo
-from harness.evaluation import restore
+from harness.scoring.evaluation import restore
 
 
 def n_params(model):

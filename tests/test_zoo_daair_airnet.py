@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 import zoo
-from harness.config import RunConfig
+from harness.runs.config import RunConfig
 from harness.data import open_data
-from harness.profiles import PROFILES
+from harness.runs.profiles import PROFILES
 from harness.settings import get_setting
-from harness.training import train
+from harness.runs.training import train
 from zoo.airnet import sampled_deform_conv2d
 from zoo.contract import Conditioning, TrainingStage
 from zoo.daair import DecoderBlock
@@ -48,6 +48,7 @@ def test_airnet_hair_matches_hair_table_4():
     assert zoo.parameter_count("airnet_hair", "paper") == pytest.approx(10e6, rel=0.05)  # HAIR Tab. 4: 10M
 
 
+@pytest.mark.slow  # spawns the CLI; test_zoo_models.py checks `list models` in the fast tier
 def test_list_models_json_shows_the_new_models(harness_home):
     from conftest import run_harness
 
@@ -124,6 +125,7 @@ class Repeated(torch.utils.data.Dataset):
         return self.items[(index * 7919) % len(self.items)]
 
 
+@pytest.mark.slow  # 25 s of training
 def test_daair_routes_each_degradation_to_its_own_expert_after_short_training():
     """DaAIR Fig. 6: with the auxiliary loss the routers follow the degradation type."""
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from harness.evaluation import restore
+from harness.scoring.evaluation import restore
 from zoo.hair import ConvGeometry, Hair, mixed_conv2d
 
 TRAINABLE = ["restormer", "promptir", "nafnet", "res_hair", "nafnet_hair"]
@@ -194,7 +194,7 @@ def test_tiny_variant_training_loss_falls(name):
 
 
 def test_checkpoint_round_trip_of_a_hair_model(tmp_path):
-    from harness.checkpoints import load_weights, save_weights
+    from harness.runs.checkpoints import load_weights, save_weights
 
     torch.manual_seed(0)
     model = zoo.create_model("res_hair", "tiny").eval()

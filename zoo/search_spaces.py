@@ -1,6 +1,6 @@
 """Default hyperparameter search spaces per model, as plain data (no Ray here).
 
-`harness sweep` turns these into Ray Tune sampling objects (harness/sweep.py). A key is either a
+`harness sweep` turns these into Ray Tune sampling objects (harness/runs/sweep.py). A key is either a
 training-profile field (`lr`, `weight_decay`) or `model.<option>` for a field of the model's
 configuration dataclass (dotted for nested fields, e.g. `model.host.width`), exactly the names
 `harness submit --option` accepts.
@@ -46,7 +46,7 @@ class Dimension:
 SearchSpace = dict[str, Dimension]
 SEARCH_SPACES: Registry[SearchSpace] = Registry("search space")
 
-# AdamW learning rates around the profiles' 1e-3 / 5e-4 (harness/profiles.py); HAIR Sec. 4.1
+# AdamW learning rates around the profiles' 1e-3 / 5e-4 (harness/runs/profiles.py); HAIR Sec. 4.1
 # trains at 2e-4 and NAFNet's GoPro recipe at 1e-3, so the range covers both papers' choices.
 LEARNING_RATE = Dimension("loguniform", (1e-4, 3e-3), "HAIR Sec. 4.1 (2e-4), NAFNet GoPro (1e-3)")
 

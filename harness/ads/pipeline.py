@@ -18,11 +18,12 @@ import threading
 import time
 import uuid
 
-from harness import tracking
+from harness.runs import tracking
 from harness.ads.stages import STAGES
-from harness.config import RunConfig, tracking_uri
+from harness.runs.config import RunConfig
+from harness.runs.store import tracking_uri
 from harness.data import open_data
-from harness.submit import (ClusterOptions, RunFailedError, RunInterruptedError, SubmitResult, _error_summary,
+from harness.runs.submit import (ClusterOptions, RunFailedError, RunInterruptedError, SubmitResult, _error_summary,
                             experiment_path, run_tags)
 from zoo import model_config
 from zoo.ads import PIPELINE_MODELS

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness import tracking
-from harness.config import RunConfig
+from harness.runs import tracking
+from harness.runs.config import RunConfig
 from harness.data import open_data
-from harness.evaluation import evaluate
-from harness.profiles import Profile
-from harness.training import train
+from harness.scoring.evaluation import evaluate
+from harness.runs.profiles import Profile
+from harness.runs.training import train
 from zoo import model_config
 from zoo.ads import (SELECTIONS, ClassifierTraining, DegradationClassifier, NAFNetADS, SelectionInputs,
                      kernel_weights, top_filters)
@@ -103,7 +103,7 @@ class StageContext:
 
     def evaluate_and_log(self, model) -> dict[str, float]:
         """Score `model` on every task, log metrics, per-image scores, samples and efficiency."""
-        from harness.efficiency import EfficiencyConfig, measure
+        from harness.scoring.efficiency import EfficiencyConfig, measure
 
         result = evaluate(model, self.setting, self.data, self.device)
         metrics = result.flat_metrics()

@@ -1,4 +1,7 @@
-"""Benchmark data: test pairs and training samples for a setting, from disk or embedded."""
+"""Benchmark data: degradations, and test pairs and training samples for a setting, from disk or embedded.
+
+May import harness.settings; knows nothing of scoring, runs, Ray or MLflow.
+"""
 from __future__ import annotations
 
 from pathlib import Path

@@ -17,7 +17,7 @@ from skimage import data as skdata
 from torch.utils.data import Dataset
 
 from harness.data.source import TestPair, training_sample
-from harness.degradations import degrade
+from harness.data.degradations import degrade
 from harness.settings import Setting
 
 #: bump when the suite's images, split or synthesis change (it enters the fingerprint)

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from harness.data.embedded import test_seed, to_grey
 from harness.data.layouts import LAYOUTS, FilePair, Layout, pairs_of, train_layout
 from harness.data.source import TestPair, training_sample
-from harness.degradations import degrade
+from harness.data.degradations import degrade
 from harness.settings import SETTINGS, Setting
 
 #: bump when the way test inputs are synthesised from real files changes (enters the fingerprint)

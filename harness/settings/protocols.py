@@ -14,7 +14,7 @@ from typing import Any
 from zoo.registry import Registry
 
 COLOR_SPACES = ("rgb", "y")  # "y": ITU-R BT.601 luma (MATLAB rgb2ycbcr), as super-resolution papers use
-SSIM_VARIANTS = ("ssim", "ssim_gaussian", "ssim_matlab")  # names in harness.metrics.METRICS
+SSIM_VARIANTS = ("ssim", "ssim_gaussian", "ssim_matlab")  # names in harness.scoring.metrics.METRICS
 
 
 @dataclass(frozen=True)

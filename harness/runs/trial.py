@@ -1,7 +1,7 @@
 """The Ray trainable of one run: train (resumable from Ray checkpoints), evaluate, log.
 
 The same body runs as a Ray Tune function trial (`run_trial`) and as every worker of a Ray
-Train data-parallel trial (harness/sweep.py); `RayApi` is the only difference: which Ray
+Train data-parallel trial (harness/runs/sweep.py); `RayApi` is the only difference: which Ray
 functions report metrics and checkpoints and read the checkpoint to resume from.
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from ray import tune
 
-from harness import tracking
-from harness.checkpoints import WEIGHTS, load_checkpoint, save_checkpoint, save_weights
-from harness.config import RunConfig
+from harness.runs import tracking
+from harness.runs.checkpoints import WEIGHTS, load_checkpoint, save_checkpoint, save_weights
+from harness.runs.config import RunConfig
 from harness.data import open_data
-from harness.efficiency import EfficiencyConfig, measure
-from harness.evaluation import evaluate
-from harness.scorers import build_scorers
-from harness.training import TrainingStopped, train
+from harness.scoring.efficiency import EfficiencyConfig, measure
+from harness.scoring.evaluation import evaluate
+from harness.scoring.scorers import build_scorers
+from harness.runs.training import TrainingStopped, train
 from zoo import Conditioning, create_model
 
 
@@ -49,7 +49,7 @@ class RayApi:
 def stop_poller(mlflow, run_id: str, every_s: float = 1.0) -> Callable[[], bool]:
     """A check, at most once per `every_s` seconds, of whether the driver marked run `run_id` KILLED.
 
-    The driver marks the run KILLED on SIGINT/SIGTERM (harness/submit.py); the trial then saves
+    The driver marks the run KILLED on SIGINT/SIGTERM (harness/runs/submit.py); the trial then saves
     the step it has just finished and stops, so a resumed run loses no work.
     """
     last = {"at": 0.0, "killed": False}
@@ -88,7 +88,7 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
 
     Every checkpoint is reported through `ray_api` with the step ("phase": "train"); with
     `validate_every_checkpoint` the report also holds the held-out validation metrics
-    (harness/validation.py) that sweep schedulers compare. The final report holds the test
+    (harness/runs/validation.py) that sweep schedulers compare. The final report holds the test
     metrics and "phase": "done".
     """
     torch.set_num_threads(threads)
@@ -117,7 +117,7 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
 
     crops = None
     if validate_every_checkpoint:
-        from harness.validation import validation_set
+        from harness.runs.validation import validation_set
 
         crops = validation_set(data, profile.patch_size, run.seed)
     last_validation: dict[str, float] = {}
@@ -131,7 +131,7 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
     def on_checkpoint(step: int, optimizer: dict[str, Any]) -> None:
         metrics: dict[str, Any] = {"step": step, "phase": "train"}
         if crops is not None and lead:
-            from harness.validation import validate
+            from harness.runs.validation import validate
 
             last_validation.update(validate(model, crops, device))
             tracking.log_metrics(mlflow, run_id, last_validation, step)
@@ -152,7 +152,7 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
               shard=(ray_api.rank, ray_api.world), after_backward=ray_api.after_backward,
               stop_requested=stop_requested)
     elif crops is not None and lead:  # restored after the last checkpoint: the sweep metric is still needed
-        from harness.validation import validate
+        from harness.runs.validation import validate
 
         last_validation.update(validate(model, crops, device))
 

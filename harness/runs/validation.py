@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.training import flatten_views
+from harness.runs.training import flatten_views
 from zoo.contract import Conditioning, RestorationModel
 
 VALIDATION_SEED_OFFSET = 1_000_003  # a prime far above any seed a user passes; only separates the streams

@@ -1,6 +1,6 @@
 """Metrics selectable per run (`--metrics psnr,ssim,lpips,niqe,...`): ours, LPIPS and pyiqa's.
 
-* `psnr`, `ssim`: harness.metrics under the run's MetricProtocol (always computed).
+* `psnr`, `ssim`: harness.scoring.metrics under the run's MetricProtocol (always computed).
 * `lpips`, `lpips_vgg`: the `lpips` package (Zhang et al. 2018), AlexNet / VGG16 backbone.
 * any pyiqa metric, as `pyiqa.<name>` or by its bare name when that is not one of ours
   (`fsim`, `niqe`, `dists`, ...; `harness list metrics`).
@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor
 
-from harness.metrics import score
-from harness.protocols import MetricProtocol
+from harness.scoring.metrics import score
+from harness.settings.protocols import MetricProtocol
 from zoo.registry import Registry, UnknownNameError
 
 ALWAYS = ("psnr", "ssim")  # every run reports these (the leaderboards rank on them)
@@ -80,7 +80,7 @@ def _own(name: str, kind: str, higher_better: bool, description: str):
 
 
 def _missing(metric: str, url: str, destination: str | Path) -> MetricUnavailable:
-    from harness.weights import weight_file_for
+    from harness.scoring.weights import weight_file_for
 
     path = Path(destination)
     installable = weight_file_for(path.name)

@@ -9,7 +9,7 @@ image (a float64 tensor of length B).
 Speed (benchmarks/metrics_throughput.py): SSIM needs five local moments; they are computed from
 four maps, a = x + y and d = x - y and their squares, each centred by a near-mean constant per
 plane so that float32 keeps about 1e-7 of accuracy (variance = E[a^2] - E[a]^2 cancels badly on
-uncentred data). On CPU the whole computation is one fused loop (`harness.ssim_kernel`, numba),
+uncentred data). On CPU the whole computation is one fused loop (`harness.scoring.ssim_kernel`, numba),
 run on chunks of images by a small thread pool; on a GPU it is a few batched torch operations:
 the separable window sums run as shifted adds over the flattened maps (a shift by 1 walks along
 rows, a shift by W down columns; positions whose window wraps are computed and ignored).
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.protocols import MetricProtocol
+from harness.settings.protocols import MetricProtocol
 from zoo.registry import Registry
 
 MetricFn = Callable[[Tensor, Tensor, float], Tensor]
@@ -100,7 +100,7 @@ def _planes_ssim_cpu(x: Tensor, y: Tensor, data_range: float, window: _Window,
 
     `clip` clips the pixels to [0, 1] inside the kernel (a protocol's clipping, without a copy).
     """
-    from harness.ssim_kernel import planes_ssim_mse  # numba's import (0.4 s) only where CPU scoring runs
+    from harness.scoring.ssim_kernel import planes_ssim_mse  # numba's import (0.4 s) only where CPU scoring runs
 
     p, _, h, w = x.shape
     c1, c2 = _stabilisers(window, data_range)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from harness.profiles import Profile
+from harness.runs.profiles import Profile
 from harness.progress import Progress
 from zoo.contract import Conditioning, RestorationModel, TrainingStage
 

@@ -4,7 +4,7 @@ The driver creates an MLflow parent run (tag role=sweep) and hands its id to the
 trial opens (or, when Ray restarts it after a crash, reopens) the child run tagged with its own
 Tune trial id, so a trial retried by FailureConfig or continued by `harness sweep --resume` is
 recorded exactly once. Trials report held-out validation metrics and a checkpoint every
-`checkpoint_every` steps through Ray's API (harness/trial.py), which is what ASHA and PBT
+`checkpoint_every` steps through Ray's API (harness/runs/trial.py), which is what ASHA and PBT
 compare. The best finished trial by validation PSNR is tagged `sweep_best` and stands on the
 leaderboard like a submitted run. A trial with more than one worker runs data-parallel through
 Ray Train's TorchTrainer (gloo on CPUs, NCCL on GPUs).
@@ -25,10 +25,11 @@ from typing import Any, Callable
 
 import yaml
 
-from harness import tracking
-from harness.config import RunConfig, tracking_uri
+from harness.runs import tracking
+from harness.runs.config import RunConfig
+from harness.runs.store import tracking_uri
 from harness.data import open_data
-from harness.submit import (ClusterOptions, RunFailedError, RunInterruptedError, _error_summary, experiment_path,
+from harness.runs.submit import (ClusterOptions, RunFailedError, RunInterruptedError, _error_summary, experiment_path,
                             run_grid, run_tags)
 from zoo import model_config
 from zoo.registry import Registry
@@ -323,7 +324,7 @@ def child_run(mlflow, config: dict[str, Any], run: RunConfig, trial_id: str, sta
 def _checkpoint_step(checkpoint) -> int:
     if checkpoint is None:
         return 0
-    from harness.checkpoints import STATE
+    from harness.runs.checkpoints import STATE
 
     with checkpoint.as_directory() as directory:
         return int(json.loads((Path(directory) / STATE).read_text())["step"])
@@ -340,7 +341,7 @@ def sweep_trial(config: dict[str, Any]) -> None:
     """The Tune trainable of one sweep trial: opens its child run, then trains on one or several workers."""
     from ray import tune
 
-    from harness.trial import train_evaluate, tune_api
+    from harness.runs.trial import train_evaluate, tune_api
 
     run = trial_run(config)
     trial_id = tune.get_context().get_trial_id()
@@ -385,7 +386,7 @@ def data_parallel_worker(config: dict[str, Any]) -> None:
     import torch
     import torch.distributed as dist
 
-    from harness.trial import RayApi, train_evaluate
+    from harness.runs.trial import RayApi, train_evaluate
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.data import DataSource
-from harness.metrics import score
-from harness.scorers import Scorer, score_all
+from harness.scoring.metrics import score
+from harness.scoring.scorers import Scorer, score_all
 from harness.progress import Progress
 from harness.settings import Setting
 from zoo.contract import Conditioning, RestorationModel
@@ -67,7 +67,7 @@ def evaluate(
     No task label is ever given. On continuous settings the model is told each task's level
     (normalised by the setting's level scale) unless `blind`; a model that can estimate levels
     is also scored on its estimate ("level_error": relative error of the estimated level).
-    `scorers` (harness.scorers.build_scorers) adds metrics beyond the protocol's PSNR and SSIM.
+    `scorers` (harness.scoring.scorers.build_scorers) adds metrics beyond the protocol's PSNR and SSIM.
     """
     model.to(device).eval()
     result = EvaluationResult()

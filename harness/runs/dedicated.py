@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
-from harness import tracking
-from harness.config import RunConfig, tracking_uri
+from harness.runs import tracking
+from harness.runs.config import RunConfig
+from harness.runs.store import tracking_uri
 from harness.data import open_data
-from harness.submit import (ClusterOptions, RunFailedError, RunInterruptedError, _error_summary, run_grid,
+from harness.runs.submit import (ClusterOptions, RunFailedError, RunInterruptedError, _error_summary, run_grid,
                             run_tags, trial_outcome)
 
 

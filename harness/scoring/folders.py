@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.protocols import MetricProtocol
-from harness.scorers import build_scorers, score_all
+from harness.settings.protocols import MetricProtocol
+from harness.scoring.scorers import build_scorers, score_all
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

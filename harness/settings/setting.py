@@ -1,4 +1,4 @@
-"""Benchmark settings: versioned protocols loaded from YAML files in harness/settings/."""
+"""Benchmark settings: the Setting type and the registry of the versioned YAML files beside this module."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,15 +8,15 @@ from typing import Any
 
 import yaml
 
-from harness.protocols import MetricProtocol, resolve_protocol
+from harness.settings.protocols import MetricProtocol, resolve_protocol
 from zoo.registry import Registry
 
-SETTINGS_DIR = Path(__file__).with_name("settings")
+SETTINGS_DIR = Path(__file__).parent  # the YAML files beside this module
 
 
 @dataclass(frozen=True)
 class Degradation:
-    """A named degradation model and its parameters (see harness/degradations.py)."""
+    """A named degradation model and its parameters (see harness/data/degradations.py)."""
 
     kind: str
     params: dict[str, Any] = field(default_factory=dict)

@@ -11,10 +11,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import tracking
-from harness.config import RunConfig, home, tracking_uri
+from harness.runs import tracking
+from harness.runs.config import RunConfig
+from harness.runs.store import home, tracking_uri
 from harness.data import open_data
-from harness.environment import git_commit, package_versions
+from harness.runs.environment import git_commit, package_versions
 
 
 STOP_GRACE_S = 60  # how long an interrupted trial may take to checkpoint its current step
@@ -98,7 +99,7 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
     import ray
     from ray import tune
 
-    from harness.trial import run_trial
+    from harness.runs.trial import run_trial
 
     trainable = trainable or run_trial
 
@@ -167,7 +168,7 @@ def trial_outcome(result) -> dict[str, float]:
     """The metrics of a finished trial, or RunFailedError with the trial's own error line."""
     if result.error is not None:
         stopped = re.search(r"TrainingStopped: stopped on request after step (\d+)", str(result.error))
-        if stopped:  # the trial saw the run marked KILLED and checkpointed its step (harness/trial.py)
+        if stopped:  # the trial saw the run marked KILLED and checkpointed its step (harness/runs/trial.py)
             raise RunInterruptedError(f"stopped after step {stopped.group(1)}, which is checkpointed")
         raise RunFailedError(_error_summary(result.error))
     if result.metrics.get("phase") != "done":

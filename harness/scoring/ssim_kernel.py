@@ -1,13 +1,13 @@
-"""SSIM and MSE of image planes as one fused CPU loop (numba), for `harness.metrics` on CPU.
+"""SSIM and MSE of image planes as one fused CPU loop (numba), for `harness.scoring.metrics` on CPU.
 
 Separate torch operations each stream whole maps through memory (about fifty passes for SSIM);
 here every row is read once, its four maps (a = x + y, d = x - y, a^2, d^2, centred by near-mean
 constants so that float32 keeps about 1e-7 of accuracy) are filtered along the row into a ring of
 `window` rows, and each output row is filtered down the ring and turned into SSIM values at once.
 The buffers are a few kilobytes and stay in the L1 cache. The algebra is the one described in
-`harness.metrics`: SSIM from the local moments of a and d, in units of the window sums.
+`harness.scoring.metrics`: SSIM from the local moments of a and d, in units of the window sums.
 
-The kernel releases the GIL, so `harness.metrics` runs chunks of images on several threads.
+The kernel releases the GIL, so `harness.scoring.metrics` runs chunks of images on several threads.
 It is compiled on first use and cached next to this file (numba's cache=True).
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ PACKAGES = ("torch", "torchvision", "numpy", "scikit-image", "ray", "mlflow", "r
 
 def git_commit() -> str:
     """HEAD of the checkout the harness runs from, with '-dirty' if it has local changes."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # harness/runs/ -> the checkout
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()

@@ -1,42 +1,15 @@
-"""The resolved configuration of one run, and where the harness keeps its local state."""
+"""The resolved configuration of one run: model, setting, variant, profile and overrides."""
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from harness.profiles import PROFILES, Profile
+from harness.runs.store import flatten
+from harness.runs.profiles import PROFILES, Profile
 from harness.settings import SETTINGS, Setting, get_setting, level_task
 from zoo import MODELS, model_config
-
-
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of dotted keys: {"host": {"width": 8}} -> {"host.width": 8}."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def home() -> Path:
-    """Local state folder: $RESTORATION_BENCH_HOME, default ./.restoration-bench."""
-    return Path(os.environ.get("RESTORATION_BENCH_HOME", ".restoration-bench")).resolve()
-
-
-def tracking_uri(explicit: str | None = None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite store in home()."""
-    if explicit:
-        return explicit
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    home().mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home() / 'mlflow.db'}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +46,7 @@ class RunConfig:
                              f"'{self.setting}' has fixed tasks")
         if self.train_level is not None and self.train_level <= 0:
             raise ValueError(f"a dedicated training level must be positive, got {self.train_level}")
-        from harness.scorers import canonical
+        from harness.scoring.scorers import canonical
 
         canonical(list(self.metrics))  # UnknownNameError lists the valid metrics
         if self.efficiency_size < 0:

@@ -17,7 +17,7 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from harness.config import home
+from harness.runs.store import home
 
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
 BATCH = 900  # MLflow accepts at most 1000 entities per log_batch

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from harness import tracking
-from harness.checkpoints import WEIGHTS, load_weights
-from harness.evaluation import restore
+from harness.runs import tracking
+from harness.runs.checkpoints import WEIGHTS, load_weights
+from harness.scoring.evaluation import restore
 from harness.settings import get_setting
 from zoo import Conditioning, create_model
 

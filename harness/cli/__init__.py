@@ -1,0 +1,54 @@
+"""The `harness` command line: one module per command, each a thin layer over the library.
+
+A command module registers its run function with `@command` (harness/cli/registry.py) and imports
+the library lazily, so that `harness --help` and bad arguments answer without loading torch or Ray.
+This package may import every other package; nothing imports it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+# Importing a command module registers its command.
+from harness.cli import dashboard, data, leaderboard, listing, restore, score, submit, sweep, weights  # noqa: F401
+from harness.cli.registry import COMMANDS
+from zoo.registry import UnknownNameError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="harness", description="Train, evaluate and rank image-restoration models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        entry = COMMANDS.get(name)
+        p = sub.add_parser(name, help=entry.help)
+        entry.configure(p)
+        p.set_defaults(func=entry.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `harness` console script; maps errors to exit codes (2 input, 1 failed, 130 stopped)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UnknownNameError, ValueError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from harness.runs.submit import RunFailedError, RunInterruptedError
+
+        if isinstance(err, RunInterruptedError):
+            print(f"interrupted: {err}", file=sys.stderr)
+            return 130
+        if isinstance(err, RunFailedError):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

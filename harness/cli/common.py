@@ -1,0 +1,73 @@
+"""Helpers several commands share: option parsing and printing a run's result and its leaderboard."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`--option KEY=VALUE` pairs as a dict, each value read as YAML (so 32 is an int, [3,5] a list)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--option expects KEY=VALUE, got '{pair}'")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def metric_names(text: str | None) -> list[str]:
+    """`--metrics a,b` as canonical metric names, psnr and ssim always first."""
+    from harness.scoring.scorers import parse_metrics
+
+    return parse_metrics(text)
+
+
+def print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profile: str | None = None,
+                source: str = "reproduced") -> None:
+    """Print the leaderboard of a setting (the level board for a continuous one)."""
+    from harness.settings import SETTINGS, get_setting
+    from leaderboards.board import build_board
+    from leaderboards.render import board_frame, board_records, board_text
+
+    setting = get_setting(setting_name) if setting_name in SETTINGS or source == "reproduced" else None
+    if setting is not None and setting.continuous and source == "reproduced":
+        _print_level_board(setting, uri, fmt, pick, profile)
+        return
+    board = build_board(setting_name, uri, source=source, pick=pick, profile=profile)
+    if fmt == "json":
+        print(json.dumps(board_records(board), indent=2))
+    elif fmt == "csv":
+        print(board_frame(board).to_csv(index=False), end="")
+    else:
+        print(board_text(board, markdown=fmt == "markdown"), end="")
+
+
+def _print_level_board(setting, uri: str, fmt: str, pick: str, profile: str | None) -> None:
+    """Continuous settings: PSNR against level, the model beside dedicated per-level models."""
+    import pandas as pd
+
+    from leaderboards.levels import level_board, level_board_table
+
+    board = level_board(setting.name, uri, {t.name: t.level for t in setting.tasks}, setting.trained_range(),
+                        setting.version, pick=pick, profile=profile)
+    if fmt == "json":
+        print(json.dumps(board, indent=2))
+    elif fmt == "csv":
+        rows = [{"model": b["model"], "variant": b["variant"], "run_id": b["run_id"], **r} for b in board["boards"]
+                for r in b["rows"]]
+        print(pd.DataFrame(rows).to_csv(index=False), end="")
+    else:
+        print(level_board_table(board))
+
+
+def print_result(result, setting: str) -> None:
+    """Print a finished run's id, where it is tracked, its metrics, and the setting's leaderboard."""
+    print(f"\nFinished: MLflow run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
+    print(f"  browse: mlflow ui --backend-store-uri {result.tracking_uri}")
+    for key in sorted(result.metrics):
+        print(f"  {key:<22} {result.metrics[key]:.4f}")
+    print()
+    print_board(setting, result.tracking_uri, "table")

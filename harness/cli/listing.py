@@ -1,0 +1,86 @@
+"""`harness list`: print a registry (models, settings, metrics, protocols, profiles, degradations)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Callable
+
+from harness.cli.registry import command
+from zoo.registry import Registry
+
+CATALOGUES: Registry[Callable[[], list[dict[str, Any]]]] = Registry("list kind")
+
+
+@CATALOGUES.register("models")
+def _models() -> list[dict[str, Any]]:
+    from zoo import MODELS, parameter_count
+
+    return [{"name": n, "paper_params": parameter_count(n, "paper"), "tiny_params": parameter_count(n, "tiny"),
+             "summary": MODELS.get(n).summary, "source": MODELS.get(n).source} for n in MODELS]
+
+
+@CATALOGUES.register("settings")
+def _settings() -> list[dict[str, Any]]:
+    from harness.settings import SETTINGS
+
+    return [{"name": n, "version": s.version, "tasks": s.task_names, "description": s.description}
+            for n in SETTINGS for s in [SETTINGS.get(n)]]
+
+
+@CATALOGUES.register("metrics")
+def _metrics() -> list[dict[str, Any]]:
+    from harness.scoring.scorers import SCORERS, pyiqa_names, resolve
+
+    specs = [SCORERS.get(n) for n in SCORERS] + [resolve("pyiqa." + n) for n in pyiqa_names()]
+    return [{"name": s.name, "kind": s.kind, "better": "higher" if s.higher_better else "lower",
+             "description": s.description} for s in specs]
+
+
+@CATALOGUES.register("protocols")
+def _protocols() -> list[dict[str, Any]]:
+    from harness.settings import PROTOCOLS
+
+    return [{"name": n, "version": e.protocol.version, "color": e.protocol.color, "ssim": e.protocol.ssim,
+             "border": e.protocol.border, "quantize": e.protocol.quantize, "description": e.description,
+             "source": e.source} for n in PROTOCOLS for e in [PROTOCOLS.get(n)]]
+
+
+@CATALOGUES.register("profiles")
+def _profiles() -> list[dict[str, Any]]:
+    from harness.runs.profiles import PROFILES
+
+    return [{"name": n, "steps": p.steps, "batch_size": p.batch_size, "patch_size": p.patch_size,
+             "description": p.description} for n in PROFILES for p in [PROFILES.get(n)]]
+
+
+@CATALOGUES.register("degradations")
+def _degradations() -> list[dict[str, Any]]:
+    from harness.data.degradations import DEGRADATIONS
+
+    return [{"name": n, "description": (DEGRADATIONS.get(n).__doc__ or "").splitlines()[0]} for n in DEGRADATIONS]
+
+
+def _cell(key: str, value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if key.endswith("params"):
+        return f"{value / 1e6:6.2f}M"
+    return str(value)
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", help=" | ".join(CATALOGUES))
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+
+@command("list", "list models, settings, metrics, protocols, profiles or degradations", _arguments)
+def run(args: argparse.Namespace) -> int:
+    """Print a registry as a table or as JSON."""
+    items = CATALOGUES.get(args.kind)()  # an unknown kind raises UnknownNameError listing the valid ones
+    if args.format == "json":
+        print(json.dumps(items, indent=2))
+    else:
+        for item in items:
+            rest = {k: v for k, v in item.items() if k != "name"}
+            print(f"{item['name']:<22} " + "  ".join(_cell(k, v) for k, v in rest.items()))
+    return 0
