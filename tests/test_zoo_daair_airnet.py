@@ -28,10 +28,18 @@ def n_params(module):
 # Parameter counts
 
 
-@pytest.mark.parametrize("kinds", [3, 5])
-def test_daair_paper_variant_has_about_six_million_parameters(kinds):
-    # DaAIR Tab. 1 (three degradations) and Tab. 2 (five) both give "6M", rounded.
-    assert zoo.parameter_count("daair", "paper", degradation_types=kinds) == pytest.approx(6e6, rel=0.15)
+@pytest.mark.parametrize("kinds,exact", [(3, 6_088_430), (5, 6_453_138)])
+def test_daair_paper_variant_has_about_six_million_parameters(kinds, exact):
+    count = zoo.parameter_count("daair", "paper", degradation_types=kinds)
+    # Exact: the README's 6.09M / 6.45M; each further expert adds the same low-rank weights.
+    assert count == exact
+    # DaAIR Tab. 1 (three degradations) and Tab. 2 (five) both give "6M", rounded to the million.
+    assert round(count / 1e6) == 6
+
+
+def test_each_daair_expert_adds_the_same_number_of_parameters():
+    counts = [zoo.parameter_count("daair", "paper", degradation_types=k) for k in (3, 4, 5)]
+    assert counts[1] - counts[0] == counts[2] - counts[1] == (6_453_138 - 6_088_430) // 2
 
 
 def test_airnet_paper_variant_matches_the_published_model():
@@ -45,7 +53,9 @@ def test_airnet_paper_variant_matches_the_published_model():
 
 
 def test_airnet_hair_matches_hair_table_4():
-    assert zoo.parameter_count("airnet_hair", "paper") == pytest.approx(10e6, rel=0.05)  # HAIR Tab. 4: 10M
+    count = zoo.parameter_count("airnet_hair", "paper")
+    assert count == 10_358_804  # README "Models": 10.36M
+    assert count == pytest.approx(10e6, rel=0.05)  # HAIR Tab. 4: 10M
 
 
 @pytest.mark.slow  # spawns the CLI; test_zoo_models.py checks `list models` in the fast tier

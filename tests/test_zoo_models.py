@@ -1,4 +1,7 @@
 """Model zoo I: Restormer, PromptIR, NAFNet, HAIR as a plug-in (Res-HAIR, NAFNet-HAIR)."""
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +14,26 @@ TRAINABLE = ["restormer", "promptir", "nafnet", "res_hair", "nafnet_hair"]
 HAIR_MODELS = ["res_hair", "nafnet_hair"]
 
 
+# Exact counts of the paper configurations as this zoo builds them (README "Models", and for
+# Restormer and PromptIR the authors' public model definitions). An exact pin catches a wrong Weight
+# Box size or block count that a band around the papers' rounded figures lets through: Res-HAIR
+# built with N = [5, 5, 5, 9] instead of [5, 7, 7, 9] has 28.79M, inside 5% of HAIR's "29M".
+PAPER_COUNTS = {
+    "restormer": 26_126_644,
+    "promptir": 35_376_967,
+    "nafnet": 17_111_907,
+    "res_hair": 29_938_568,
+    "nafnet_hair": 22_396_735,
+    "hyperres": 2_771_332,  # 2,588,483 main network + 182,849 level estimator
+    "nafnet_ads": 18_881_824,  # 18,640,605 NAFNet with its added filters + 241,219 classifier
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_COUNTS))
+def test_paper_variants_have_exactly_the_documented_parameter_counts(name):
+    assert zoo.parameter_count(name, "paper") == PAPER_COUNTS[name]
+
+
 @pytest.mark.parametrize(
     "name,published",
     [
@@ -21,12 +44,35 @@ HAIR_MODELS = ["res_hair", "nafnet_hair"]
     ],
 )
 def test_paper_variants_match_the_papers_parameter_counts(name, published):
-    assert zoo.parameter_count(name, "paper") == pytest.approx(published, rel=0.05)
+    # The papers print rounded figures: a second, coarser check next to the exact pins above.
+    assert zoo.parameter_count(name, "paper") == PAPER_COUNTS[name] == pytest.approx(published, rel=0.05)
 
 
 def test_hair_adds_about_three_million_parameters_to_restormer():
     added = zoo.parameter_count("res_hair") - zoo.parameter_count("restormer")
+    assert added == PAPER_COUNTS["res_hair"] - PAPER_COUNTS["restormer"] == 3_811_924
     assert 2.5e6 < added < 4.5e6  # HAIR Tab. 1: Restormer 26M -> Res-HAIR 29M
+
+
+def test_readme_models_table_prints_the_zoos_counts():
+    """The README's parameter column is each paper configuration's count in millions, 2 decimals."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", readme, flags=re.MULTILINE))
+    printed = {name: re.findall(r"(\d+\.\d\d)M", row.rsplit("|", 1)[-1]) for name, row in rows.items()}
+    assert set(zoo.list_models()) - {"identity"} <= set(printed)
+
+    def millions(count):
+        return f"{count / 1e6:.2f}"
+
+    for name in set(zoo.list_models()) - {"identity", "hyperres"}:
+        assert printed[name][0] == millions(zoo.parameter_count(name, "paper")), name
+    # HyperRes is printed as main network (+ level estimator).
+    with torch.device("meta"):
+        hyperres = zoo.create_model("hyperres", "paper")
+    estimator = sum(p.numel() for p in hyperres.estimator.parameters())
+    assert printed["hyperres"] == [millions(zoo.parameter_count("hyperres") - estimator), millions(estimator)]
+    # DaAIR's row gives the count with 5 degradation kinds in its configuration column.
+    assert f"{millions(zoo.parameter_count('daair', 'paper', degradation_types=5))}M with 5" in rows["daair"]
 
 
 def test_restormer_is_exactly_the_published_trunk():
