@@ -1,25 +1,51 @@
-"""Model zoo: restoration networks as plain PyTorch modules (no Ray, no MLflow)."""
-from zoo.contract import Conditioning, LossTerms, RestorationModel, TrainingStage
-from zoo.factory import MODELS, ModelSpec, create_model, list_models, model_config, parameter_count, register_model
-from zoo.registry import Registry, UnknownNameError
+"""Model zoo: restoration networks as plain PyTorch modules (no Ray, no MLflow).
 
+The public names below are loaded on first use (PEP 562), so that `zoo.registry` — which the
+harness' settings and command line use — can be imported without importing torch; asking for any
+of them imports the factory and every model module, which registers the models.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> the submodule that defines it
+_EXPORTS = {
+    "Conditioning": "zoo.contract",
+    "LossTerms": "zoo.contract",
+    "RestorationModel": "zoo.contract",
+    "TrainingStage": "zoo.contract",
+    "MODELS": "zoo.factory",
+    "ModelSpec": "zoo.factory",
+    "create_model": "zoo.factory",
+    "list_models": "zoo.factory",
+    "model_config": "zoo.factory",
+    "parameter_count": "zoo.factory",
+    "register_model": "zoo.factory",
+    "Registry": "zoo.registry",
+    "UnknownNameError": "zoo.registry",
+}
 # Importing a model module registers it.
-from zoo import hair_hosts, hyperres, identity, nafnet, promptir, restormer  # noqa: E402,F401
-from zoo import airnet, daair  # noqa: E402,F401
-from zoo import ads  # noqa: E402,F401
+MODEL_MODULES = ("hair_hosts", "hyperres", "identity", "nafnet", "promptir", "restormer", "airnet", "daair", "ads")
 
-__all__ = [
-    "Conditioning",
-    "LossTerms",
-    "MODELS",
-    "ModelSpec",
-    "Registry",
-    "RestorationModel",
-    "TrainingStage",
-    "UnknownNameError",
-    "create_model",
-    "list_models",
-    "model_config",
-    "parameter_count",
-    "register_model",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def load_models() -> None:
+    """Import every model module, so that the registry holds every model."""
+    for name in MODEL_MODULES:
+        importlib.import_module(f"zoo.{name}")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'zoo' has no attribute '{name}'")
+    if _EXPORTS[name] != "zoo.registry":
+        load_models()
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this entry point completes itself)
 """The `harness` command line: one module per command, each a thin layer over the library.
 
 A command module registers its run function with `@command` (harness/cli/registry.py) and imports
@@ -7,6 +8,7 @@ This package may import every other package; nothing imports it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 # Importing a command module registers its command.
@@ -29,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `harness` console script; maps errors to exit codes (2 input, 1 failed, 130 stopped)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asking for completions (README: shell completion)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (UnknownNameError, ValueError, NotImplementedError) as err:
@@ -48,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `harness list models | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

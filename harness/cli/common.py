@@ -25,6 +25,27 @@ def metric_names(text: str | None) -> list[str]:
     return parse_metrics(text)
 
 
+def model_names(**_: Any) -> list[str]:
+    """Shell completion: the zoo's model names (from the cached `list models` rows)."""
+    from harness.cli.listing import model_rows
+
+    return [row["name"] for row in model_rows()]
+
+
+def setting_names(**_: Any) -> list[str]:
+    """Shell completion: the registered settings."""
+    from harness.settings import SETTINGS
+
+    return SETTINGS.names()
+
+
+def profile_names(**_: Any) -> list[str]:
+    """Shell completion: the registered training profiles."""
+    from harness.runs.profiles import PROFILES
+
+    return PROFILES.names()
+
+
 def print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profile: str | None = None,
                 source: str = "reproduced") -> None:
     """Print the leaderboard of a setting (the level board for a continuous one)."""

@@ -5,21 +5,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.registry import command
+from harness.cli.common import setting_names
+from harness.cli.registry import command, complete
 from zoo.registry import UnknownNameError
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", help="layout | check")
     p.add_argument("--root", help="check: the data root to validate")
-    p.add_argument("--setting", help="only the datasets of this setting")
+    complete(p.add_argument("--setting", help="only the datasets of this setting"), setting_names)
     p.add_argument("--no-decode", action="store_true", help="check: pairing and counts only, do not decode images")
 
 
 @command("data", "the real datasets' folder layout, and a validator for a tree", _arguments)
 def run(args: argparse.Namespace) -> int:
     """`layout` prints the expected tree; `check` validates one (exit 1 when it has problems)."""
-    from harness.data.real import check_tree, expected_tree
+    from harness.data.tree import check_tree, expected_tree
     from harness.settings import get_setting
 
     setting = get_setting(args.setting) if args.setting else None

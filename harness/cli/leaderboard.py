@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import print_board
-from harness.cli.registry import command
+from harness.cli.common import print_board, profile_names, setting_names
+from harness.cli.registry import command, complete
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--setting", required=True)
+    complete(p.add_argument("--setting", required=True), setting_names)
     p.add_argument("--source", choices=["reproduced", "reported", "all"], default="reproduced",
                    help="reproduced runs (default), the papers' reported rows, or both side by side")
     p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     p.add_argument("--pick", choices=["best", "latest"], default="best", help="which run stands for a model")
-    p.add_argument("--profile", help="only runs of this profile")
+    complete(p.add_argument("--profile", help="only runs of this profile"), profile_names)
     p.add_argument("--tracking-uri")
 
 

@@ -1,22 +1,34 @@
-"""`harness list`: print a registry (models, settings, metrics, protocols, profiles, degradations)."""
+"""`harness list`: print a registry (models, settings, metrics, protocols, profiles, degradations).
+
+Only `list models` and `list metrics` need torch (building every model to count its parameters,
+importing pyiqa); their rows are cached on disk under a digest of the zoo's sources and of pyiqa's
+version (harness/cli/cache.py), so after the first call they answer without importing torch.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any, Callable
 
-from harness.cli.registry import command
+from harness.cli.cache import cached, distribution_version, file_digest, package_digest
+from harness.cli.registry import command, complete
 from zoo.registry import Registry
 
 CATALOGUES: Registry[Callable[[], list[dict[str, Any]]]] = Registry("list kind")
 
 
-@CATALOGUES.register("models")
-def _models() -> list[dict[str, Any]]:
+def _count_models() -> list[dict[str, Any]]:
     from zoo import MODELS, parameter_count
 
     return [{"name": n, "paper_params": parameter_count(n, "paper"), "tiny_params": parameter_count(n, "tiny"),
              "summary": MODELS.get(n).summary, "source": MODELS.get(n).source} for n in MODELS]
+
+
+@CATALOGUES.register("models")
+def model_rows() -> list[dict[str, Any]]:
+    """Every zoo model with its paper and tiny parameter counts (cached per zoo source digest)."""
+    return cached("models", package_digest("zoo"), _count_models)
 
 
 @CATALOGUES.register("settings")
@@ -27,13 +39,21 @@ def _settings() -> list[dict[str, Any]]:
             for n in SETTINGS for s in [SETTINGS.get(n)]]
 
 
-@CATALOGUES.register("metrics")
-def _metrics() -> list[dict[str, Any]]:
+def _describe_metrics() -> list[dict[str, Any]]:
     from harness.scoring.scorers import SCORERS, pyiqa_names, resolve
 
     specs = [SCORERS.get(n) for n in SCORERS] + [resolve("pyiqa." + n) for n in pyiqa_names()]
     return [{"name": s.name, "kind": s.kind, "better": "higher" if s.higher_better else "lower",
              "description": s.description} for s in specs]
+
+
+@CATALOGUES.register("metrics")
+def _metrics() -> list[dict[str, Any]]:
+    import harness.scoring
+
+    scorers = Path(harness.scoring.__path__[0]) / "scorers.py"
+    key = f"pyiqa {distribution_version('pyiqa')} scorers {file_digest(scorers)}"
+    return cached("metrics", key, _describe_metrics)
 
 
 @CATALOGUES.register("protocols")
@@ -69,7 +89,7 @@ def _cell(key: str, value: Any) -> str:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", help=" | ".join(CATALOGUES))
+    complete(p.add_argument("kind", help=" | ".join(CATALOGUES)), lambda **_: list(CATALOGUES))
     p.add_argument("--format", choices=["table", "json"], default="table")
 
 

@@ -31,3 +31,9 @@ def command(name: str, help: str, configure: Callable[[argparse.ArgumentParser],
         return run
 
     return wrap
+
+
+def complete(action: argparse.Action, names: Callable[..., list[str]]) -> argparse.Action:
+    """Give an argument shell completion (argcomplete calls `names` when the user presses Tab)."""
+    action.completer = names  # type: ignore[attr-defined]  # argcomplete's documented attribute
+    return action

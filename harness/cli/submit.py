@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import metric_names, parse_options, print_board, print_result
-from harness.cli.registry import command
+from harness.cli.common import (metric_names, model_names, parse_options, print_board, print_result, profile_names,
+                                setting_names)
+from harness.cli.registry import command, complete
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="a name from `harness list models` (required unless --resume)")
-    p.add_argument("--setting", help="a name from `harness list settings` (required unless --resume)")
+    complete(p.add_argument("--model", help="a name from `harness list models` (required unless --resume)"),
+             model_names)
+    complete(p.add_argument("--setting", help="a name from `harness list settings` (required unless --resume)"),
+             setting_names)
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted or crashed run from its last checkpoint")
     p.add_argument("--variant", default="tiny", help="paper | tiny (default: tiny, trains on a CPU)")
-    p.add_argument("--profile", default="default", help="training budget from `harness list profiles`")
+    complete(p.add_argument("--profile", default="default", help="training budget from `harness list profiles`"),
+             profile_names)
     p.add_argument("--steps", type=int, help="override the profile's number of steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", help="folder of real datasets (default: the embedded synthetic suite)")

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import metric_names, parse_options, print_board
-from harness.cli.registry import command
+from harness.cli.common import metric_names, model_names, parse_options, print_board, profile_names, setting_names
+from harness.cli.registry import command, complete
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="a name from `harness list models` (required unless --resume)")
-    p.add_argument("--setting", help="a name from `harness list settings` (required unless --resume)")
+    complete(p.add_argument("--model", help="a name from `harness list models` (required unless --resume)"),
+             model_names)
+    complete(p.add_argument("--setting", help="a name from `harness list settings` (required unless --resume)"),
+             setting_names)
     p.add_argument("--resume", metavar="PARENT_RUN_ID", help="continue an interrupted sweep from its checkpoints")
     p.add_argument("--space", action="append", default=[], metavar="KEY=SPEC",
                    help="search-space axis, e.g. lr=loguniform:1e-4:3e-3, model.width=choice:8,16,24, "
@@ -24,7 +26,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers-per-trial", type=int,
                    help="data-parallel Ray Train workers per trial (gloo on CPU, NCCL on GPU)")
     p.add_argument("--variant", default="tiny", help="paper | tiny (default: tiny)")
-    p.add_argument("--profile", default="default", help="training budget from `harness list profiles`")
+    complete(p.add_argument("--profile", default="default", help="training budget from `harness list profiles`"),
+             profile_names)
     p.add_argument("--steps", type=int, help="override the profile's number of steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", help="folder of real datasets (default: the embedded synthetic suite)")
