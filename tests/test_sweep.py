@@ -2,16 +2,19 @@
 child run per trial, a worker node killed mid-sweep, data-parallel Ray Train trials, cluster.yaml."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import LoopbackRayCluster, isolated_network_available
+from zoo import RestorationModel
 
 REPO = Path(__file__).resolve().parents[1]
 needs_namespace = pytest.mark.skipif(not isolated_network_available(),
@@ -161,6 +164,61 @@ def test_sweep_runs_trials_on_both_nodes_each_a_child_run(cluster, tmp_path):
 
 
 # ----------------------------------------------------------------------------- data-parallel trials
+
+
+class RecordingSet(torch.utils.data.Dataset):
+    """A training set that remembers which items were read, in order."""
+
+    def __init__(self, dataset):
+        self.dataset, self.read = dataset, []
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.read.append(index)
+        return self.dataset[index]
+
+
+class OneConvolution(RestorationModel):
+    """The smallest trainable restoration model: the slicing, not the network, is under test."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+
+    def forward(self, degraded, cond=None):
+        return degraded + self.conv(degraded)
+
+
+def test_each_data_parallel_worker_trains_on_its_own_equal_slice_of_every_batch():
+    """The slicing `train(shard=(rank, world))` does for Ray Train workers, on the real training loop.
+
+    Two workers of a batch of 4 read 2 items each per step, disjoint, and together exactly the 4
+    items the one-process run reads at that step (a worker reading the whole batch fails this).
+    """
+    from harness.data import open_data
+    from harness.runs.profiles import PROFILES
+    from harness.runs.training import train
+    from harness.settings import get_setting
+
+    profile = dataclasses.replace(PROFILES.get("smoke"), steps=3, patch_size=16)
+    data = open_data(get_setting("derain"), None)
+    read = {}
+    for shard in ((0, 1), (0, 2), (1, 2)):
+        torch.manual_seed(0)
+        dataset = RecordingSet(data.training_set(profile.patch_size, profile.steps * profile.batch_size, 0))
+        train(OneConvolution(), dataset, profile, shard=shard)
+        read[shard] = dataset.read
+    batch = profile.batch_size
+    for step in range(profile.steps):
+        whole = read[(0, 1)][step * batch:(step + 1) * batch]
+        halves = [read[(rank, 2)][step * batch // 2:(step + 1) * batch // 2] for rank in (0, 1)]
+        assert sorted(whole) == list(range(step * batch, (step + 1) * batch))  # item i belongs to step i // batch
+        assert len(halves[0]) == len(halves[1]) == batch // 2
+        assert not set(halves[0]) & set(halves[1])
+        assert sorted(halves[0] + halves[1]) == sorted(whole)
+    assert len(read[(0, 2)]) == len(read[(1, 2)]) == profile.steps * batch // 2  # nothing read twice or beyond
 
 
 @pytest.mark.slow
