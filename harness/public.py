@@ -1,10 +1,12 @@
 """The harness as `leaderboards/` and `dashboards/` see it; they import from here and nowhere else.
 
-Settings and metric protocols (what a number means), the tracking URI (where runs are) and the
-params' dotted-key form. Importing this module starts neither Ray nor MLflow.
+Settings and metric protocols (what a number means), the tracking URI (where runs are), the
+params' dotted-key form, and the zoo's default configurations and parameter counts (cached, so
+reading them needs no torch after the first time). Importing this module starts neither Ray nor MLflow.
 """
+from harness.catalogue import default_config, default_parameter_count
 from harness.runs.store import flatten, tracking_uri
 from harness.settings import PROTOCOLS, SETTINGS, MetricProtocol, Setting, get_protocol, get_setting
 
-__all__ = ["PROTOCOLS", "SETTINGS", "MetricProtocol", "Setting", "flatten", "get_protocol", "get_setting",
-           "tracking_uri"]
+__all__ = ["PROTOCOLS", "SETTINGS", "MetricProtocol", "Setting", "default_config", "default_parameter_count",
+           "flatten", "get_protocol", "get_setting", "tracking_uri"]

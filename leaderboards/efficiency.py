@@ -2,12 +2,12 @@
 
 A run may record measured figures as metrics or params named `efficiency.params` and
 `efficiency.macs` (`/` as separator works too; `efficiency.gmacs` is read as 1e9 MACs). Without
-a recorded parameter count, the zoo counts the parameters of the run's model configuration on the
-meta device; MACs are only shown when the run measured them.
+a recorded parameter count, the zoo counts the parameters of the run's model configuration (read
+from the zoo catalogue's cache when the run changed no model option, so no torch is imported; built
+on the meta device otherwise); MACs are only shown when the run measured them.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Any
@@ -30,29 +30,32 @@ def _recorded(name: str, params: dict[str, str], metrics: dict[str, float]) -> f
 
 @functools.lru_cache(maxsize=256)
 def _zoo_count(model: str, variant: str, overrides: tuple[tuple[str, Any], ...]) -> int | None:
+    """The zoo's count for a configuration: from the catalogue's cache when unchanged, else built (needs torch)."""
+    from harness.public import default_parameter_count
+
+    if not overrides:
+        return default_parameter_count(model, variant)
     from zoo import parameter_count
 
     try:
         return int(parameter_count(model, variant, **dict(overrides)))
-    except Exception:  # an unknown model or an override the zoo cannot rebuild: count unknown
+    except Exception:  # an override the zoo cannot rebuild: count unknown
         return None
 
 
 def _overrides(model: str, variant: str, params: dict[str, str]) -> tuple[tuple[str, Any], ...] | None:
     """The run's model options that differ from the zoo's configuration (None when unreadable)."""
-    from harness.public import flatten
-    from zoo import model_config
+    from harness.public import default_config
 
-    try:
-        default = flatten(dataclasses.asdict(model_config(model, variant)))
-    except Exception:
+    default = default_config(model, variant)
+    if default is None:
         return None
     changed = []
     for key, value in params.items():
         if not key.startswith("model."):
             continue
         field = key[len("model."):]
-        if field in default and str(default[field]) != value:
+        if field in default and default[field] != value:
             try:
                 changed.append((field, yaml.safe_load(value)))
             except yaml.YAMLError:

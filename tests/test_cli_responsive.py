@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import cache
+from harness import cache
 
 PROBE = """
 import contextlib, io, json, sys
@@ -54,7 +54,7 @@ def warm_cache(tmp_path_factory) -> Path:
         os.environ.pop(cache.CACHE_ENV)
         if saved is not None:
             os.environ[cache.CACHE_ENV] = saved
-    assert {p.name for p in folder.iterdir()} == {"models.json", "metrics.json"}
+    assert {p.name for p in folder.iterdir()} == {"zoo.json", "metrics.json"}
     return folder
 
 
@@ -69,16 +69,32 @@ def test_listing_commands_import_no_torch_ray_or_mlflow(argv, tmp_path):
 def test_data_check_without_decoding_imports_no_torch(tmp_path):
     root = tmp_path / "data"
     (root / "test" / "derain" / "Rain100L" / "input").mkdir(parents=True)
-    result = probe(["data", "check", "--root", str(root), "--setting", "derain", "--no-decode"], tmp_path / "c", tmp_path)
+    argv = ["data", "check", "--root", str(root), "--setting", "derain", "--no-decode"]
+    result = probe(argv, tmp_path / "c", tmp_path)
     assert result["code"] == 1  # an incomplete tree is reported, not crashed on
     assert result["heavy"] == []
 
 
-def test_leaderboard_imports_neither_torch_nor_ray(tmp_path):
+def test_leaderboard_imports_neither_torch_nor_ray(warm_cache, tmp_path):
+    """A run that recorded no parameter count gets the zoo's count from the cached catalogue, not from torch."""
+    import zoo
+    from mlflow.tracking import MlflowClient
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = probe(["leaderboard", "--setting", "derain", "--tracking-uri", uri], tmp_path / "c", tmp_path)
-    assert result["code"] == 0 and "Leaderboard derain" in result["stdout"]
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("restoration-bench/derain")
+    run = client.create_run(experiment, tags={"setting": "derain", "setting_version": "1", "model": "nafnet",
+                                              "variant": "tiny", "profile": "smoke", "data_source": "embedded",
+                                              "data_fingerprint": "0" * 16})
+    for name, value in {"psnr/derain": 25.0, "ssim/derain": 0.8, "psnr/avg": 25.0, "ssim/avg": 0.8}.items():
+        client.log_metric(run.info.run_id, name, value)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    result = probe(["leaderboard", "--setting", "derain", "--tracking-uri", uri, "--format", "json"], warm_cache,
+                   tmp_path)
+    assert result["code"] == 0
     assert "torch" not in result["heavy"] and "ray" not in result["heavy"]
+    (row,) = json.loads(result["stdout"])["rows"]
+    assert row["model"] == "nafnet" and row["params"] == zoo.parameter_count("nafnet", "tiny")
 
 
 def test_cached_model_and_metric_listings_equal_the_zoo_and_import_no_torch(warm_cache, tmp_path):

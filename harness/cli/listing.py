@@ -2,7 +2,7 @@
 
 Only `list models` and `list metrics` need torch (building every model to count its parameters,
 importing pyiqa); their rows are cached on disk under a digest of the zoo's sources and of pyiqa's
-version (harness/cli/cache.py), so after the first call they answer without importing torch.
+version (harness/catalogue.py, harness/cache.py), so after the first call they answer without torch.
 """
 from __future__ import annotations
 
@@ -11,24 +11,20 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.cli.cache import cached, distribution_version, file_digest, package_digest
+from harness.cache import cached, distribution_version, file_digest
 from harness.cli.registry import command, complete
 from zoo.registry import Registry
 
 CATALOGUES: Registry[Callable[[], list[dict[str, Any]]]] = Registry("list kind")
 
 
-def _count_models() -> list[dict[str, Any]]:
-    from zoo import MODELS, parameter_count
-
-    return [{"name": n, "paper_params": parameter_count(n, "paper"), "tiny_params": parameter_count(n, "tiny"),
-             "summary": MODELS.get(n).summary, "source": MODELS.get(n).source} for n in MODELS]
-
-
 @CATALOGUES.register("models")
 def model_rows() -> list[dict[str, Any]]:
-    """Every zoo model with its paper and tiny parameter counts (cached per zoo source digest)."""
-    return cached("models", package_digest("zoo"), _count_models)
+    """Every zoo model with its paper and tiny parameter counts (from the zoo catalogue's cache)."""
+    from harness.catalogue import zoo_catalogue
+
+    return [{"name": name, "paper_params": entry["params"]["paper"], "tiny_params": entry["params"]["tiny"],
+             "summary": entry["summary"], "source": entry["source"]} for name, entry in sorted(zoo_catalogue().items())]
 
 
 @CATALOGUES.register("settings")
