@@ -10,14 +10,15 @@ pytestmark = pytest.mark.slow  # starts Ray: not in the fast tier
 
 MODELS = ("daair", "airnet", "airnet_hair")
 STEPS = 12  # AirNet's tiny warm-up is 15% of them: 2 contrastive steps, then 10 joint ones
+IDENTITY_MARGIN_DB = 4.0  # 12 steps end 0.9-2.9 dB under the identity floor (measured); all-black is 11.4 under
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """One store with a short three_deg run of each model."""
+    """One store with a short three_deg run of each model, and the identity floor on the same data."""
     home = tmp_path_factory.mktemp("zoo2")
     runs = {m: run_harness(["submit", "--model", m, "--setting", "three_deg", "--profile", "smoke",
-                            "--steps", str(STEPS)], home) for m in MODELS}
+                            "--steps", str(STEPS)], home) for m in ("identity", *MODELS)}
     return home, runs
 
 
@@ -33,9 +34,15 @@ def test_each_model_finishes_and_reaches_the_leaderboard(store):
         assert result.returncode == 0, name + result.stdout[-2000:] + result.stderr[-2000:]
     board = json.loads(run_harness(["leaderboard", "--setting", "three_deg", "--format", "json"], home).stdout)
     ranked = {row["model"]: row for row in board["rows"] if row["source"] == "reproduced"}
-    assert set(MODELS) <= set(ranked)
+    assert set(MODELS) | {"identity"} == set(ranked)
+    # The floor is the unrestored input on the same test images (19.17 dB). Twelve steps do not
+    # reach it: measured daair 17.92, airnet 16.31, airnet_hair 16.34 dB. An all-black output
+    # scores 7.8 dB, so a margin of IDENTITY_MARGIN_DB under the input tells a model that trained
+    # from one whose output collapsed.
+    floor = ranked["identity"]["average"]["psnr"]
+    scores = {name: round(ranked[name]["average"]["psnr"], 3) for name in MODELS}
     for name in MODELS:
-        assert ranked[name]["average"]["psnr"] > 5
+        assert ranked[name]["average"]["psnr"] > floor - IDENTITY_MARGIN_DB, (floor, scores)
 
 
 def test_auxiliary_losses_are_logged_separately(store):
