@@ -1,8 +1,9 @@
 """Real MLflow runs for the leaderboard and dashboard tests, without Ray.
 
 A zoo model is evaluated on the embedded suite (real images, real metrics) and the result is
-logged exactly as harness/runs/trial.py logs it: the run's tags and params from harness.runs.submit and
-RunConfig, metrics psnr/<task> and ssim/<task>, results/per_image.json and samples/<task>.png.
+logged by the functions a real run uses: the run's tags from harness.runs.submit.run_tags, params
+from RunConfig, and metrics, results/per_image.json and samples/<task>.png from
+harness.runs.tracking.log_evaluation (the one function harness/runs/trial.py logs a run's scores with).
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import functools
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -48,22 +48,23 @@ def evaluation(setting: str, model: str, variant: str = "tiny") -> EvaluationRes
 def log_run(uri: str, setting: str, model: str, result: EvaluationResult, *, variant: str = "tiny",
             profile: str = "default", data_source: str | None = None, fingerprint: str | None = None,
             run_name: str | None = None, extra_metrics: dict[str, float] | None = None,
-            status: str = "FINISHED", train_level: float | None = None) -> str:
+            status: str = "FINISHED", train_level: float | None = None,
+            extra_tags: dict[str, str] | None = None) -> str:
     """Log `result` as a finished run of `model` on `setting`, as `harness submit` would; returns its id.
 
     `data_source` and `fingerprint` default to the embedded suite's; giving others records the
     run as scored on that data (what a --data-root run records). `train_level` records a
-    dedicated one-level run of a continuous setting (`harness submit --dedicated`).
+    dedicated one-level run of a continuous setting (`harness submit --dedicated`). `extra_tags`
+    override run_tags' (e.g. the setting_version an older release of the setting recorded).
     """
     run = RunConfig(model=model, setting=setting, variant=variant, profile=profile, train_level=train_level)
     data = open_data(run.resolved_setting())
-    tags = run_tags(run, data_source or data.name, fingerprint or data.fingerprint())
+    tags = {**run_tags(run, data_source or data.name, fingerprint or data.fingerprint()), **(extra_tags or {})}
     client = tracking.client(uri)
     run_id = tracking.start_run(client, setting, run_name or f"{model}-{variant}-{setting}", tags, run.params())
-    metrics: dict[str, Any] = result.flat_metrics()
-    metrics.update(extra_metrics or {})
-    tracking.log_metrics(client, run_id, metrics, step=run.resolved_profile().steps)
-    tracking.log_json(client, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")
-    tracking.log_samples(client, run_id, {t: r.example for t, r in result.tasks.items() if r.example})
+    step = run.resolved_profile().steps
+    if extra_metrics:  # e.g. efficiency.*, which a trial logs before its scores
+        tracking.log_metrics(client, run_id, extra_metrics, step=step)
+    tracking.log_evaluation(client, run_id, result, step=step)
     client.set_terminated(run_id, status)
     return run_id

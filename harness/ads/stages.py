@@ -106,11 +106,7 @@ class StageContext:
         from harness.scoring.efficiency import EfficiencyConfig, measure
 
         result = evaluate(model, self.setting, self.data, self.device)
-        metrics = result.flat_metrics()
-        tracking.log_metrics(self.mlflow, self.run_id, metrics, step=self.profile.steps)
-        tracking.log_json(self.mlflow, self.run_id, {t: r.per_image for t, r in result.tasks.items()},
-                          "per_image.json", "results")
-        tracking.log_samples(self.mlflow, self.run_id, {t: r.example for t, r in result.tasks.items() if r.example})
+        metrics = tracking.log_evaluation(self.mlflow, self.run_id, result, step=self.profile.steps)
         if self.run.efficiency_size:
             figures = measure(model, EfficiencyConfig(size=self.run.efficiency_size, repeats=1))
             tracking.log_metrics(self.mlflow, self.run_id, figures.metrics(), step=self.profile.steps)

@@ -116,6 +116,20 @@ def log_samples(mlflow: MlflowClient, run_id: str, examples: dict[str, tuple[np.
         mlflow.log_artifacts(run_id, tmp, "samples")
 
 
+def log_evaluation(mlflow: MlflowClient, run_id: str, result, step: int) -> dict[str, float]:
+    """Log an EvaluationResult as every run logs it: psnr/ssim/... per task and on average at `step`,
+    results/per_image.json and one samples/<task>.png strip per task; returns the metrics.
+
+    The one place a run's scores are written: trials, ADS runs and the test fixtures of the
+    leaderboard and dashboard (tests/mlflow_runs.py) all log through it, so they cannot drift apart.
+    """
+    metrics = result.flat_metrics()
+    log_metrics(mlflow, run_id, metrics, step=step)
+    log_json(mlflow, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")
+    log_samples(mlflow, run_id, {t: r.example for t, r in result.tasks.items() if r.example})
+    return metrics
+
+
 def reopen_for_resume(mlflow: MlflowClient, run) -> None:
     """Mark an interrupted or crashed `run` RUNNING again: count the resume, drop its error tag."""
     run_id = run.info.run_id

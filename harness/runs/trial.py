@@ -173,16 +173,13 @@ def finish_run(mlflow, run_id: str, model, run: RunConfig, device) -> dict[str, 
         tracking.set_tags(mlflow, run_id, {"metrics.missing": ",".join(missing),
                                            **{f"metric_missing.{name}": why for name, why in missing.items()}})
     result = evaluate(model, scored, data, device, blind=run.blind, scorers=scorers)
-    metrics = result.flat_metrics()
     if run.efficiency_size:
         try:
             _log_efficiency(mlflow, run_id, model, run, setting, profile.steps)
         except Exception as err:  # a measurement must not fail a trained and evaluated run
             print(f"[efficiency] not measured: {err!r}", flush=True)
             tracking.set_tags(mlflow, run_id, {"efficiency.error": repr(err)})
-    tracking.log_metrics(mlflow, run_id, metrics, step=profile.steps)
-    tracking.log_json(mlflow, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")
-    tracking.log_samples(mlflow, run_id, {t: r.example for t, r in result.tasks.items() if r.example})
+    metrics = tracking.log_evaluation(mlflow, run_id, result, step=profile.steps)
     with tempfile.TemporaryDirectory() as tmp:
         save_weights(model, Path(tmp) / WEIGHTS)
         mlflow.log_artifact(run_id, str(Path(tmp) / WEIGHTS), "checkpoint")
