@@ -1,13 +1,19 @@
 """The Streamlit dashboard, page by page, with AppTest on real MLflow runs (and on an empty store)."""
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
+import streamlit.testing.v1.app_test as app_test
+from PIL import Image
+from streamlit.runtime.caching import cache_utils
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from dashboards import charts
+from dashboards import charts, data, launch
 from dashboards.text import escape
+from harness.cli import main
 from harness.settings import SETTINGS
 from leaderboards.artifacts import split_strip, zoom_crop
 from leaderboards.board import build_board
@@ -98,6 +104,51 @@ def test_leaderboard_page_ranks_each_test_set_apart_with_intervals(monkeypatch, 
     differences = table(at, "differences")
     assert differences["reported"].tolist() == ["HAIR Tab. 2: NAFNet", "DaAIR Tab. 2: NAFNet"]
     assert not differences["comparable"].any()
+    # sortable columns: Streamlit sorts a column by its Arrow type, and strings would put 9.5 after 10.2
+    for frame in (odd, embedded, reported, differences):
+        numeric = [c for c in frame.columns if (c in ("rank", "runs") or c.startswith(("PSNR", "SSIM", "Δ PSNR", "params")))
+                   and not c.endswith("CI")]
+        assert numeric and all(frame[c].dtype.kind in "if" for c in numeric), frame.dtypes[numeric].to_dict()
+
+
+def test_a_run_logged_after_the_first_render_appears_once_the_30_s_cache_ttl_has_passed(monkeypatch, store):
+    """The README's "new runs appear within 30 s": the queries' cache lives at most 30 s (fake clock, no sleep)."""
+    assert data.TTL <= 30
+    uri, _ = store
+    setting = "derain"  # a setting no other test of this store looks at (one task: quick to evaluate)
+    now = [1000.0]
+    monkeypatch.setattr(cache_utils, "TTLCACHE_TIMER", lambda: now[0])  # read when the (cleared) caches are rebuilt
+    with bench_home(Path(uri[len("sqlite:///"):]).parent):
+        log_run(uri, setting, "identity", evaluation(setting, "identity"))
+        at = open_page(monkeypatch, uri, setting)
+        assert len(tables(at, "ranking")) == 1
+        log_run(uri, setting, "identity", evaluation(setting, "identity"), data_source="/data/new",
+                fingerprint="a" * 16)
+    now[0] += data.TTL - 1
+    at.run()
+    assert len(tables(at, "ranking")) == 1  # still the cached query: the cache is really in the way
+    now[0] += 2
+    at.run()
+    assert not at.exception and [t["data source"].tolist() for t in tables(at, "ranking")] == [["/data/new"], ["embedded"]]
+
+
+def test_harness_dashboard_serves_on_loopback_without_usage_statistics(monkeypatch, tmp_path):
+    """The command `harness dashboard` execs: Streamlit bound to 127.0.0.1, headless, no usage statistics."""
+    from streamlit import config
+
+    calls = []
+    monkeypatch.setattr(launch.os, "execve", lambda *call: calls.append(call))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    main(["dashboard", "--tracking-uri", uri])
+    ((path, argv, env),) = calls
+    assert path == argv[0] and argv[1:5] == ["-m", "streamlit", "run", str(launch.APP)]
+    flags = dict(zip(argv[5::2], argv[6::2]))
+    assert flags["--server.address"] == "127.0.0.1" and flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--server.headless"] == "true" and flags["--server.port"] == "8501"
+    assert all(f[2:] in config._config_options for f in flags), "every flag is a real Streamlit option"
+    assert env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] == "false" and env["MLFLOW_TRACKING_URI"] == uri
+    main(["dashboard", "--tracking-uri", uri, "--address", "0.0.0.0"])  # only when asked
+    assert dict(zip(calls[1][1][5::2], calls[1][1][6::2]))["--server.address"] == "0.0.0.0"
 
 
 def test_leaderboard_filters_by_source_profile_and_data_source(monkeypatch, store):
@@ -163,16 +214,72 @@ def test_levels_page_plots_psnr_against_the_level_of_each_task(monkeypatch, stor
     assert "has no degradation levels" in other.info[0].value
 
 
-def test_visual_page_shows_degraded_restored_target_and_zoomed_crops(monkeypatch, store):
+@pytest.fixture
+def media(monkeypatch):
+    """The media stores AppTest creates (one per script run), kept so the test can read back the images shown."""
+    stores = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+    return stores
+
+
+def shown_images(at, media):
+    """(caption, uint8 array) of every image of the page's last run, in page order, decoded from what was served."""
+    out = []
+    for element in at.get("image"):
+        (image,) = element.proto.imgs
+        served = media[-1].get_file(image.url.rsplit("/", 1)[1])
+        assert served.mimetype == "image/png"  # lossless: the pixels the run logged, no JPEG artefacts
+        out.append((image.caption, np.asarray(Image.open(io.BytesIO(served.content)).convert("RGB"))))
+    return out
+
+
+def as_logged(images):
+    """The uint8 pixels of an evaluation example as tracking.log_samples stores them."""
+    return [(np.clip(im, 0, 1) * 255).round().astype(np.uint8) for im in images]
+
+
+def test_visual_page_shows_the_chosen_runs_degraded_restored_and_target_and_the_zoom_moves(monkeypatch, store, media):
     uri, ids = store
     at = open_page(monkeypatch, uri, "five_deg", "visual")
-    run, task = at.selectbox[0], at.selectbox[1]
+    run, task = at.selectbox(key="visual-run"), at.selectbox(key="visual-task")
     assert len(run.options) == 3
     assert task.options == sorted(["dehaze", "derain", "denoise_25", "deblur", "lowlight"])
-    assert len(at.get("image")) == 6
-    assert at.caption[0].value.startswith("PSNR on this task")
+    run.set_value(ids["nafnet"]).run()
+    assert at.selectbox(key="visual-run").value == ids["nafnet"]
+    at.selectbox(key="visual-task").set_value("derain").run()
+    assert at.caption[0].value == f"PSNR on this task (mean over its test images): {evaluation('five_deg', 'nafnet').tasks['derain'].means['psnr']:.2f} dB"
+    degraded, restored, target = as_logged(evaluation("five_deg", "nafnet").tasks["derain"].example)
+    assert np.abs(restored.astype(int) - degraded).mean() > 5  # the untrained NAFNet visibly changes its input
+    shown = shown_images(at, media)
+    assert [c for c, _ in shown] == ["degraded", "restored", "target", "degraded (x4)", "restored (x4)", "target (x4)"]
+    for (_, image), expected in zip(shown[:3], (degraded, restored, target)):
+        np.testing.assert_array_equal(image, expected)
+    for (_, crop), expected in zip(shown[3:], (degraded, restored, target)):
+        np.testing.assert_array_equal(crop, zoom_crop(expected, (0.5, 0.5), 48, 4))
+
+    # another run: the same test image, that run's own restoration (identity: the degraded input itself)
+    at.selectbox(key="visual-run").set_value(ids["identity"]).run()
+    shown = shown_images(at, media)
+    np.testing.assert_array_equal(shown[0][1], degraded)
+    np.testing.assert_array_equal(shown[1][1], degraded)
+    np.testing.assert_array_equal(shown[2][1], target)
+
+    # moving the crop to the top edge shows the first rows; a larger zoom enlarges the same pixels
+    centred = shown_images(at, media)[5][1]
+    at.slider[0].set_value(0.0).run()
+    top = shown_images(at, media)[5][1]
+    assert not np.array_equal(top, centred)
+    np.testing.assert_array_equal(top[::4, ::4], target[:48, (target.shape[1] - 48) // 2:(target.shape[1] + 48) // 2])
     at.slider[3].set_value(8).run()
-    assert not at.exception and len(at.get("image")) == 6
+    zoomed = shown_images(at, media)[5][1]
+    assert zoomed.shape == (48 * 8, 48 * 8, 3)
+    np.testing.assert_array_equal(zoomed[::8, ::8], top[::4, ::4])
 
 
 def test_zoomed_crop_is_a_nearest_neighbour_enlargement_of_the_right_pixels():

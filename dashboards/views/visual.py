@@ -24,9 +24,11 @@ degraded, restored, target = split_strip(strip)
 psnr = data.run_record(uri, run_id)["metrics"].get(f"psnr/{task}")
 if psnr is not None:
     st.caption(f"PSNR on this task (mean over its test images): {psnr:.2f} dB")
+# PNG, not Streamlit's default JPEG for RGB arrays: JPEG's chroma subsampling moves pixels by up to
+# 45 levels on these strips, artefacts a restoration comparison must not add.
 columns = st.columns(3)
 for column, image, caption in zip(columns, (degraded, restored, target), ("degraded", "restored", "target")):
-    column.image(image, caption=caption, width="stretch")
+    column.image(image, caption=caption, width="stretch", output_format="PNG")
 st.subheader("Zoomed crop")
 left, middle, right, last = st.columns(4)
 cy = left.slider("Crop centre (vertical)", 0.0, 1.0, 0.5, 0.01)
@@ -35,4 +37,5 @@ size = right.slider("Crop size (pixels)", 8, max(8, min(degraded.shape[:2])), mi
 scale = last.slider("Zoom", 1, 8, 4)
 columns = st.columns(3)
 for column, image, caption in zip(columns, (degraded, restored, target), ("degraded", "restored", "target")):
-    column.image(zoom_crop(image, (cy, cx), size, scale), caption=f"{caption} (x{scale})", width="stretch")
+    column.image(zoom_crop(image, (cy, cx), size, scale), caption=f"{caption} (x{scale})", width="stretch",
+                 output_format="PNG")
