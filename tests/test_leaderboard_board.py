@@ -10,7 +10,9 @@ from mlflow.tracking import MlflowClient
 from harness.cli import main
 from leaderboards.artifacts import per_image_metrics
 from leaderboards.board import differences
-from leaderboards.bootstrap import run_intervals
+from harness.settings import get_setting
+from leaderboards import bootstrap
+from leaderboards.bootstrap import paired_difference, run_intervals
 from mlflow_runs import bench_home, evaluation, log_run
 from zoo import parameter_count
 
@@ -34,6 +36,9 @@ def store(tmp_path_factory):
             "identity-real": log_run(uri, SETTING, "identity", identity, data_source=REAL, fingerprint="f" * 16,
                                      extra_metrics={"efficiency.params": 0}),
             "failed": log_run(uri, SETTING, "identity", identity, run_name="crashed", status="FAILED"),
+            # the same scores as "nafnet", logged later: were versions mixed, it would stand for nafnet (ties: latest)
+            "old-version": log_run(uri, SETTING, "nafnet", nafnet,
+                                   extra_tags={"setting_version": str(get_setting(SETTING).version - 1)}),
         }
     return uri, ids
 
@@ -83,6 +88,39 @@ def test_each_reproduced_number_carries_the_interval_of_its_logged_per_image_met
         # the average's interval is narrower than the widest task's: tasks are resampled independently
         widest = max(row["tasks"][t]["psnr_ci95"][1] - row["tasks"][t]["psnr_ci95"][0] for t in tasks)
         assert row["average"]["psnr_ci95"][1] - row["average"]["psnr_ci95"][0] < widest
+
+
+def test_intervals_are_2000_resamples_with_seed_0(capsys, store):
+    """The README's bootstrap: the board's intervals are exactly those of 2,000 resamples drawn with seed 0."""
+    uri, _ = store
+    assert (bootstrap.RESAMPLES, bootstrap.SEED) == (2000, 0)
+    rows = [r for r in json_board(capsys, uri)["rows"] if r["data_source"] == "embedded"]
+    tasks = ["dehaze", "derain", "denoise_25", "deblur", "lowlight"]
+    client = MlflowClient(uri)
+    scores = [per_image_metrics(client, row["run_id"]) for row in rows]
+    for row, per_image in zip(rows, scores):
+        explicit = run_intervals(per_image, tasks, resamples=2000, seed=0)
+        assert row["average"]["psnr_ci95"] == [explicit["avg"].low, explicit["avg"].high]
+        assert row["tasks"]["derain"]["psnr_ci95"] == [explicit["derain"].low, explicit["derain"].high]
+        for other in (run_intervals(per_image, tasks, resamples=2000, seed=1),
+                      run_intervals(per_image, tasks, resamples=1000, seed=0)):
+            assert row["average"]["psnr_ci95"] != [other["avg"].low, other["avg"].high]
+    lead = paired_difference(scores[0], scores[1], tasks, resamples=2000, seed=0)
+    assert rows[0]["lead_over_next"]["psnr_ci95"] == [lead.low, lead.high]
+    other = paired_difference(scores[0], scores[1], tasks, resamples=2000, seed=1)
+    assert rows[0]["lead_over_next"]["psnr_ci95"] != [other.low, other.high]
+
+
+def test_runs_of_another_setting_version_are_not_ranked(capsys, store):
+    """Leaderboards compare runs of one setting version: a run tagged with another version is left out."""
+    uri, ids = store
+    version = get_setting(SETTING).version
+    assert MlflowClient(uri).get_run(ids["old-version"]).data.tags["setting_version"] == str(version - 1)
+    for pick in ("best", "latest"):
+        rows = json_board(capsys, uri, "--pick", pick)["rows"]
+        assert ids["old-version"] not in {r["run_id"] for r in rows}
+        (nafnet,) = [r for r in rows if r["model"] == "nafnet"]
+        assert nafnet["run_id"] == ids["nafnet"] and nafnet["runs"] == 1
 
 
 def test_lead_over_the_next_row_is_a_paired_interval(capsys, store):
