@@ -1,5 +1,6 @@
 """The training loop: it learns, resumes exactly, stops on a non-finite loss, splits stages."""
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -8,8 +9,9 @@ from harness.runs.checkpoints import load_checkpoint, save_checkpoint
 from harness.data import open_data
 from harness.runs.profiles import PROFILES
 from harness.settings import get_setting
-from harness.runs.training import NonFiniteLossError, TrainingOutOfMemoryError, learning_rate, plan_stages, train
-from zoo import RestorationModel, TrainingStage, create_model
+from harness.runs.training import (NonFiniteLossError, TrainingOutOfMemoryError, flatten_views, learning_rate,
+                                   plan_stages, train)
+from zoo import Conditioning, RestorationModel, TrainingStage, create_model
 
 PROFILE = dataclasses.replace(PROFILES.get("smoke"), steps=12, checkpoint_every=6, log_every=3)
 
@@ -67,10 +69,23 @@ class CorruptAt(torch.utils.data.Dataset):
         return item
 
 
-def test_nan_loss_stops_the_run_and_names_the_step():
+def test_nan_loss_stops_the_run_and_names_the_step_and_every_loss_term():
+    # DaAIR's loss has an auxiliary term beside the pixel loss (the routers' classification), so a
+    # message that names only the total or only the first term is caught.
+    torch.manual_seed(0)
+    model = create_model("daair", "tiny", degradation_types=3)
+    data = dataset()
+    item = flatten_views(torch.utils.data.default_collate([data[0], data[1]]))
+    cond = Conditioning(degradation_index=item["degradation_index"])
+    terms = model.training_loss(item["degraded"], item["target"], cond, torch.nn.functional.l1_loss, TrainingStage("main"))
+    assert set(terms.parts) == {"pixel", "routing"}
     bad_step = 5
-    with pytest.raises(NonFiniteLossError, match=f"at step {bad_step} .*terms: pixel nan"):
-        train(fresh_model(), CorruptAt(dataset(), bad_step * PROFILE.batch_size + 1), PROFILE)
+    with pytest.raises(NonFiniteLossError) as stopped:
+        train(model, CorruptAt(data, bad_step * PROFILE.batch_size + 1), PROFILE)
+    message = str(stopped.value)
+    assert f"at step {bad_step} " in message and "stage 'main'" in message
+    for name in terms.parts:  # every term, with its (non-finite) value
+        assert re.search(rf"\b{name} nan\b", message), (name, message)
 
 
 def test_stages_split_the_budget_and_scale_the_learning_rate():
