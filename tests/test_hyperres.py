@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.stats import spearmanr
 
 import zoo
 from harness.runs.config import RunConfig
@@ -127,6 +128,20 @@ def test_short_training_learns_and_the_estimator_reads_levels():
     estimator_losses = [m["train/loss_level_l1"] for _, m in logged if "train/loss_level_l1" in m]
     assert estimator_losses[-1] < estimator_losses[0]
     assert "level_error/avg" in result and np.isfinite(result["level_error/avg"])
+    # The estimator reads the level, not just its typical value: on the held-out test images its
+    # estimates rank like the true levels (measured rho 0.94 on 21 images; a constant estimate,
+    # e.g. always the middle level, has no rank correlation).
+    true_levels, estimates = [], []
+    with torch.no_grad():
+        for spec in setting.tasks:
+            for pair in data.test_pairs(spec.name):
+                degraded = torch.from_numpy(pair.degraded).permute(2, 0, 1)[None].float()
+                true_levels.append(spec.level)
+                estimates.append(model.estimate_level(degraded).item())
+    assert len(set(true_levels)) == 3 and len(true_levels) >= 15
+    assert spearmanr(true_levels, estimates).statistic > 0.8
+    by_level = [np.mean([e for t, e in zip(true_levels, estimates) if t == level]) for level in (15, 50, 75)]
+    assert by_level[0] < by_level[1] < by_level[2]
     # Blind restoration uses the estimate: different numbers, same tasks.
     blind = evaluate(model, setting, data, blind=True).flat_metrics()
     assert set(blind) == set(result) and blind["psnr/sigma_50"] != result["psnr/sigma_50"]
