@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from harness.data import open_data
+from harness.data import embedded, open_data
 from harness.data.embedded import load_photos
 from harness.data.degradations import DEGRADATIONS
 from harness.scoring.evaluation import evaluate
@@ -27,15 +27,42 @@ def test_unknown_setting_lists_valid_names():
         get_setting("five_degs")
 
 
-def test_training_crops_never_touch_test_pixels():
-    for photo in load_photos():
-        for patch in (48, 64, 128):
-            rows, cols = photo.crop_positions_outside_box(patch)
+def test_training_crops_never_touch_test_pixels(monkeypatch):
+    """The crops the training set yields, located pixel by pixel, lie outside every test box."""
+    real = load_photos()
+    # The same photos (shapes and test boxes) with each pixel holding its own coordinates:
+    # row / 4096, column / 4096 and the photo's index / 16, exact in float32. Crop positions and
+    # flips are drawn from a generator seeded by (seed, index) before any pixel is read, so the
+    # coded set crops exactly the windows the real set crops.
+    coded = []
+    for index, photo in enumerate(real):
+        rows, cols = np.mgrid[0 : photo.pixels.shape[0], 0 : photo.pixels.shape[1]].astype(np.float32)
+        coordinates = np.stack([rows / 4096, cols / 4096, np.full_like(rows, index / 16)], axis=2)
+        coded.append(embedded.Photo(photo.name, coordinates, photo.box))
+    cases = [("five_deg", 48, 120), ("five_deg", 128, 60), ("hyperres_denoise", 64, 40)]
+    real_sets = [embedded.EmbeddedTrainingSet(get_setting(name), patch, n, seed=0) for name, patch, n in cases]
+    monkeypatch.setattr(embedded, "load_photos", lambda: tuple(coded))
+    touched_photos = set()
+    for (name, patch, n), real_set in zip(cases, real_sets):
+        coded_set = embedded.EmbeddedTrainingSet(get_setting(name), patch, n, seed=0)
+        for i in range(n):
+            where = coded_set[i]["target"].numpy()
+            where = where.reshape(-1, *where.shape[-3:])[0]  # hyperres: one crop under every view
+            rows, cols = np.rint(where[0] * 4096).astype(int), np.rint(where[1] * 4096).astype(int)
+            photo = real[int(np.rint(where[2, 0, 0] * 16))]
+            touched_photos.add(photo.name)
+            # a patch x patch window of the photo (possibly flipped) ...
+            assert sorted(set(rows.ravel())) == list(range(rows.min(), rows.min() + patch))
+            assert sorted(set(cols.ravel())) == list(range(cols.min(), cols.min() + patch))
+            # ... that shares no pixel with the test box ...
             top, left, h, w = photo.box
-            mask = np.zeros(photo.pixels.shape[:2], bool)
-            mask[top : top + h, left : left + w] = True
-            for r, c in list(zip(rows, cols))[:: max(len(rows) // 200, 1)]:
-                assert not mask[r : r + patch, c : c + patch].any()
+            inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+            assert not inside.any(), (name, i, photo.name, rows.min(), cols.min())
+            # ... and is exactly what the real training set yields as item i's target.
+            target = real_set[i]["target"].numpy()
+            target = target.reshape(-1, *target.shape[-3:])[0]
+            np.testing.assert_array_equal(target, photo.pixels[rows, cols].transpose(2, 0, 1))
+    assert len(touched_photos) >= 5  # the draws reach most photos, not one corner of one
 
 
 def test_test_inputs_are_fixed_and_shared_between_settings():
