@@ -210,7 +210,8 @@ def test_ads_settings_read_a_real_tree_laid_out_per_degradation(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from harness.data.real import RealData, check_tree
+    from harness.data.real import RealData
+    from harness.data.tree import check_tree
     from harness.settings import get_setting
 
     setting = get_setting("rain_blur_noise")

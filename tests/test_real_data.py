@@ -10,7 +10,7 @@ from skimage import data as skdata
 
 from conftest import run_harness
 from harness.data import open_data
-from harness.data.real import check_tree
+from harness.data.tree import check_tree
 from harness.data.degradations import degrade
 from harness.scoring.evaluation import evaluate
 from harness.settings import get_setting

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from harness.data.embedded import test_seed, to_grey
 from harness.data.layouts import LAYOUTS, FilePair, Layout, pairs_of, train_layout
 from harness.data.source import TestPair, training_sample
-from harness.data.tree import check_tree, expected_tree, layouts_for, load_rgb  # noqa: F401 (check_tree, expected_tree: harness.data.real's public names)
+from harness.data.tree import layouts_for, load_rgb
 from harness.data.degradations import degrade
 from harness.settings import Setting
 
