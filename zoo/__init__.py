@@ -23,6 +23,10 @@ _EXPORTS = {
     "parameter_count": "zoo.factory",
     "register_model": "zoo.factory",
     "Registry": "zoo.registry",
+    "load_released": "zoo.released",
+    "RELEASES": "zoo.released",
+    "ReleasedWeightsError": "zoo.released",
+    "CheckpointReadError": "zoo.released",
     "UnknownNameError": "zoo.registry",
 }
 # Importing a model module registers it.

@@ -59,7 +59,8 @@ class PromptBlock(nn.Module):
         super().__init__()
         trunk = config.trunk
         self.generate = PromptGeneration(dim, prompt_dim, config.prompt_components, size)
-        self.interact = TransformerBlock(dim + prompt_dim, config.interaction_heads, trunk.ffn_expansion, trunk.bias)
+        self.interact = TransformerBlock(dim + prompt_dim, config.interaction_heads, trunk.ffn_expansion, trunk.bias,
+                                         trunk.layer_norm)
         self.reduce = nn.Conv2d(dim + prompt_dim, out_dim, 1, bias=trunk.bias)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -26,14 +26,37 @@ class RestormerConfig:
     heads: tuple[int, int, int, int] = (1, 2, 4, 8)
     ffn_expansion: float = 2.66  # GDFN expansion factor gamma (Restormer Sec. 3.2)
     bias: bool = False  # convolutions are bias-free (HAIR Sec. 9.1)
+    # "WithBias" (the all-in-one releases) or "BiasFree" (Restormer's denoising releases, whose
+    # LayerNorm has a scale only and does not subtract the mean: restormer_arch.py BiasFree_LayerNorm)
+    layer_norm: str = "WithBias"
+
+    def __post_init__(self):
+        if self.layer_norm not in LAYER_NORMS:
+            raise ValueError(f"layer_norm must be one of {LAYER_NORMS}, got {self.layer_norm!r}")
+
+
+LAYER_NORMS = ("WithBias", "BiasFree")
+
+
+class BiasFreeLayerNorm(nn.Module):
+    """x / sqrt(var(x) + eps) * scale: no bias and, as in Restormer's code, no mean subtraction."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        variance = x.var(dim=-1, keepdim=True, unbiased=False)
+        return x / torch.sqrt(variance + self.eps) * self.weight
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels at every pixel, with a learned scale and bias."""
+    """LayerNorm over the channels at every pixel: with a learned scale and bias, or bias-free."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, layer_norm: str = "WithBias"):
         super().__init__()
-        self.norm = nn.LayerNorm(channels, eps=1e-5)
+        self.norm = nn.LayerNorm(channels, eps=1e-5) if layer_norm == "WithBias" else BiasFreeLayerNorm(channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -79,11 +102,11 @@ class GDFN(nn.Module):
 class TransformerBlock(nn.Module):
     """x + MDTA(LN(x)), then x + GDFN(LN(x)) (Restormer Fig. 2; HAIR Sec. 9.1, Fig. 5)."""
 
-    def __init__(self, dim: int, heads: int, expansion: float, bias: bool):
+    def __init__(self, dim: int, heads: int, expansion: float, bias: bool, layer_norm: str = "WithBias"):
         super().__init__()
-        self.norm1 = ChannelLayerNorm(dim)
+        self.norm1 = ChannelLayerNorm(dim, layer_norm)
         self.attn = MDTA(dim, heads, bias)
-        self.norm2 = ChannelLayerNorm(dim)
+        self.norm2 = ChannelLayerNorm(dim, layer_norm)
         self.ffn = GDFN(dim, expansion, bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -93,7 +116,8 @@ class TransformerBlock(nn.Module):
 
 def transformer_stage(n: int, dim: int, heads: int, config: RestormerConfig) -> nn.Sequential:
     """`n` transformer blocks of width `dim`."""
-    return nn.Sequential(*[TransformerBlock(dim, heads, config.ffn_expansion, config.bias) for _ in range(n)])
+    return nn.Sequential(*[TransformerBlock(dim, heads, config.ffn_expansion, config.bias, config.layer_norm)
+                           for _ in range(n)])
 
 
 def downsample(dim: int, bias: bool) -> nn.Sequential:
