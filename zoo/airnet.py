@@ -238,8 +238,10 @@ class AirNet(RestorationModel):
         self.key_encoder.load_state_dict(self.encoder.state_dict())
         self.key_encoder.requires_grad_(False)
         self.restorer = Restorer(config)
-        self.register_buffer("queue", F.normalize(torch.randn(config.queue, config.embedding), dim=1))
-        self.register_buffer("queue_position", torch.zeros((), dtype=torch.long))
+        # One key per column and a one-element pointer, the layout of the authors' net/moco.py,
+        # so that their released checkpoints (E.E.queue, E.E.queue_ptr) load as they are.
+        self.register_buffer("queue", F.normalize(torch.randn(config.embedding, config.queue), dim=0))
+        self.register_buffer("queue_position", torch.zeros(1, dtype=torch.long))
 
     def forward(self, degraded: Tensor, cond: Conditioning | None = None) -> Tensor:
         condition, _ = self.encoder(degraded)
@@ -275,7 +277,7 @@ class AirNet(RestorationModel):
             _, key_embedding = self.key_encoder(key_view)
             k = F.normalize(key_embedding, dim=1)
         positive = (q * k).sum(dim=1, keepdim=True)
-        negative = q @ self.queue.clone().T
+        negative = q @ self.queue.clone()
         logits = torch.cat([positive, negative], dim=1) / self.config.temperature
         loss = F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
         self.enqueue(k)
@@ -284,9 +286,10 @@ class AirNet(RestorationModel):
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
         """Replace the oldest keys of the queue with `keys` (wrapping around its end)."""
-        slots = (self.queue_position + torch.arange(len(keys), device=keys.device)) % len(self.queue)
-        self.queue[slots] = keys
-        self.queue_position.copy_((self.queue_position + len(keys)) % len(self.queue))
+        length = self.queue.shape[1]
+        slots = (self.queue_position + torch.arange(len(keys), device=keys.device)) % length
+        self.queue[:, slots] = keys.T
+        self.queue_position.copy_((self.queue_position + len(keys)) % length)
 
     def training_loss(self, degraded: Tensor, target: Tensor, cond: Conditioning, pixel_loss: PixelLoss,
                       stage: TrainingStage) -> LossTerms:

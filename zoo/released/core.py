@@ -112,7 +112,8 @@ def _mismatch_message(release, state, public_args, source, missing, unexpected, 
         key = wrong_shape[0]
         lines.append(f"  {len(wrong_shape)} shape mismatch(es), first {key}: file {tuple(renamed[key].shape)}, "
                      f"model {tuple(expected[key].shape)} (a width or depth argument that differs from the release?)")
-    hint = release.diagnose(state, public_args) or _other_family(release, set(state))
+    # A file of another family first: the requested family's diagnosis assumes its own keys.
+    hint = _other_family(release, set(state)) or release.diagnose(state, public_args)
     if hint:
         lines.append(f"  likely cause: {hint}")
     return "\n".join(lines)
