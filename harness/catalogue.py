@@ -18,16 +18,25 @@ VARIANTS = ("paper", "tiny")
 def _describe_zoo() -> dict[str, dict[str, Any]]:
     from zoo import MODELS, model_config, parameter_count
 
+    # every named configuration: paper and tiny, plus any other a model registers (res_hair's "code")
     return {name: {"summary": MODELS.get(name).summary, "source": MODELS.get(name).source,
-                   "params": {v: parameter_count(name, v) for v in VARIANTS},
+                   "params": {v: parameter_count(name, v) for v in _variants(MODELS.get(name).configs)},
                    # as MLflow holds params: str() of each field, so a run's params compare as text
                    "config": {v: {k: str(x) for k, x in flatten(dataclasses.asdict(model_config(name, v))).items()}
-                              for v in VARIANTS}}
+                              for v in _variants(MODELS.get(name).configs)}}
             for name in MODELS}
 
 
+def _variants(configs: dict[str, Any]) -> list[str]:
+    """paper, tiny, then a model's other configurations in registration order."""
+    return [*VARIANTS, *(v for v in configs if v not in VARIANTS)]
+
+
 def zoo_catalogue() -> dict[str, dict[str, Any]]:
-    """model -> {'summary', 'source', 'params': {variant: count}, 'config': {variant: {dotted field: str}}}."""
+    """model -> {'summary', 'source', 'params': {variant: count}, 'config': {variant: {dotted field: str}}}.
+
+    Variants are paper and tiny, then any other configuration the model registers.
+    """
     return cached("zoo", package_digest("zoo"), _describe_zoo)
 
 

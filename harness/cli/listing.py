@@ -20,10 +20,12 @@ CATALOGUES: Registry[Callable[[], list[dict[str, Any]]]] = Registry("list kind")
 
 @CATALOGUES.register("models")
 def model_rows() -> list[dict[str, Any]]:
-    """Every zoo model with its paper and tiny parameter counts (from the zoo catalogue's cache)."""
+    """Every zoo model with its paper and tiny parameter counts and those of its other configurations
+    (res_hair's "code", the authors' public layout), from the zoo catalogue's cache."""
     from harness.catalogue import zoo_catalogue
 
     return [{"name": name, "paper_params": entry["params"]["paper"], "tiny_params": entry["params"]["tiny"],
+             "other_params": {v: n for v, n in entry["params"].items() if v not in ("paper", "tiny")},
              "summary": entry["summary"], "source": entry["source"]} for name, entry in sorted(zoo_catalogue().items())]
 
 
@@ -79,6 +81,8 @@ def _degradations() -> list[dict[str, Any]]:
 def _cell(key: str, value: Any) -> str:
     if isinstance(value, list):
         return ",".join(map(str, value))
+    if isinstance(value, dict):  # other_params: "code 28.56M", or "-" when a model has none
+        return ", ".join(f"{k} {_cell(key, v).strip()}" for k, v in value.items()) or "-"
     if key.endswith("params"):
         return f"{value / 1e6:6.2f}M"
     return str(value)

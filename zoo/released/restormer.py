@@ -61,7 +61,8 @@ def diagnose_layer_norm(state: Mapping[str, Tensor], args: dict[str, Any]) -> st
 def looks_like_restormer(keys: set[str]) -> bool:
     """Restormer keys and none of PromptIR's or HAIR's additions."""
     return "patch_embed.proj.weight" in keys and "latent.0.attn.temperature" in keys and not any(
-        k.startswith(("prompt", "noise_level", "reduce_noise")) or ".hyper" in k or "weight_box" in k for k in keys)
+        k.startswith(("prompt", "noise_level", "reduce_noise")) or ".hyper" in k or "weight_box" in k
+        or "kernel_box" in k for k in keys)  # HAIR's net/HAIR.py names its Weight Boxes kernel_box
 
 
 @register_release("restormer", public_code="swz30/Restormer basicsr/models/archs/restormer_arch.py",
