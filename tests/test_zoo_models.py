@@ -24,7 +24,7 @@ PAPER_COUNTS = {
     "nafnet": 17_111_907,
     "res_hair": 29_938_568,
     "nafnet_hair": 22_396_735,
-    "hyperres": 2_771_332,  # 2,588,483 main network + 182,849 level estimator
+    "hyperres": 2_919_044,  # 2,588,483 main network + 330,561 level estimator (the authors' NoiseNet)
     "nafnet_ads": 18_881_824,  # 18,640,605 NAFNet with its added filters + 241,219 classifier
 }
 

@@ -9,8 +9,10 @@ ReLU, 3x3, ReLU, 3x3 to the image. Every generated kernel is affine in the level
 and 16 blocks it has 2,588,483 parameters, whatever the number of levels it is trained on.
 
 Training (Eq. 1, Fig. 3) generates one main network per training level present in the batch
-and sums their L1 losses without weights. A small level estimator (Sec. 4.3) is trained in a
-second stage so that the model can also restore blindly.
+and sums their L1 losses without weights. The level estimator (Sec. 4.3) is the authors' NoiseNet
+(models/NoiseNet.py, 330,561 parameters at width 64; 2,919,044 in all); it is trained in a second
+stage so that the model can also restore blindly, and reads the median over a fixed grid of
+128 x 128 crops. The authors' released weights load through zoo/released/hyperres.py.
 """
 from __future__ import annotations
 
@@ -36,7 +38,12 @@ class HyperResConfig:
 
 
 class MetaConv2d(nn.Module):
-    """A 3x3 convolution whose kernel and bias are generated from the level: c * W + B (Eq. 2)."""
+    """A 3x3 convolution whose kernel and bias are generated from the level: c * W + B (Eq. 2).
+
+    The public HyperConv (models/HyperRes.py) generates both with one ``nn.Linear(1, out x (in x 9
+    + 1))`` of the level: its weight column holds the slopes and its bias the bases, kernel first
+    (out, in, 3, 3 in C order) then the conv bias, which is exactly (slope, base) here.
+    """
 
     def __init__(self, channels: int):
         super().__init__()
@@ -71,24 +78,94 @@ class MetaResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x, level)), level)
 
 
-class LevelEstimator(nn.Module):
-    """Five convolutions and three fully connected layers that regress the level (Sec. 4.3).
+class EstimatorResBlock(nn.Module):
+    """x + conv(relu(conv(x))): the residual unit of the authors' NoiseNet (ifryed/HyperRes models/NoiseNet.py)."""
 
-    A stride-2 convolution, then four convolution + ReLU + 2x2 max-pooling stages; an adaptive
-    average pool to 4 x 4 makes any input size give the 1,024-wide vector of the 128 x 128 crops
-    the authors' estimator reads.
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv2(F.relu(self.conv1(x))) + x
+
+
+class NoiseNet(nn.Module):
+    """The authors' level estimator (Sec. 4.3; ifryed/HyperRes models/NoiseNet.py) on one 128 x 128 crop.
+
+    A stride-2 3x3 convolution (no activation after it), then four times [residual unit, 2x2
+    max-pooling], so a 128 x 128 crop in [0, 1] becomes width x 4 x 4 (1,024 at width 64); then
+    fully connected 1,024 -> 32 -> 16 -> 1 with ReLUs between. At width 64 it has 330,561
+    parameters, like the public model; the module names are the public ones, so a released
+    ``noise_detect.pth`` needs no renaming.
+
+    Units: the public last layer regresses sigma on the 0-255 scale; here it regresses the level
+    sigma / 255, the scale of ``Conditioning.level``, so that training steps of AdamW (about `lr`
+    per weight) can reach it. Loading a released file divides that layer's weight and bias by 255
+    (zoo/released/hyperres.py): the same function up to float32 rounding (6e-8 on the test fixture);
+    ``forward`` still returns sigma.
     """
 
-    def __init__(self, width: int):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU()]
-        for _ in range(4):
-            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
-        self.regress = nn.Sequential(nn.Linear(width * 16, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 1))
+    crop = 128  # the public crop_size
+    sigma_scale = 255.0  # sigma = 255 x level (public norm_factor)
 
-    def forward(self, degraded: Tensor) -> Tensor:
-        return self.regress(self.features(degraded)).squeeze(1)
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, stride=2, padding=1)
+        stages: list[nn.Module] = []
+        for _ in range(4):
+            stages += [EstimatorResBlock(width), nn.MaxPool2d(2)]
+        self.conv_seq = nn.Sequential(*stages)
+        side = self.crop // 32  # one stride-2 convolution and four 2x2 poolings
+        self.fc_seq = nn.Sequential(nn.Linear(width * side * side, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(),
+                                    nn.Linear(16, 1))
+
+    def level(self, crops: Tensor) -> Tensor:
+        """The level (sigma / 255) of each 128 x 128 crop, shape (N,)."""
+        if crops.shape[-2:] != (self.crop, self.crop):
+            raise ValueError(f"NoiseNet reads {self.crop}x{self.crop} crops, got {tuple(crops.shape[-2:])}; "
+                             "use HyperRes.estimate_level for other sizes")
+        return self.fc_seq(self.conv_seq(self.conv1(crops)).flatten(1)).squeeze(1)
+
+    def forward(self, crops: Tensor) -> Tensor:
+        """Sigma on the 0-255 scale of each 128 x 128 crop, shape (N,), like the public model."""
+        return self.sigma_scale * self.level(crops)
+
+
+def reflect_to_at_least(images: Tensor, size: int) -> Tensor:
+    """Reflect-pad a side shorter than `size` up to `size` (symmetrically, repeating the reflection
+    as often as a small image needs): mirrored pixels keep the noise's per-pixel statistics, which
+    resizing would change."""
+    while images.shape[-2] < size or images.shape[-1] < size:
+        h, w = images.shape[-2:]
+        dh, dw = min(max(size - h, 0), h - 1), min(max(size - w, 0), w - 1)
+        if dh == 0 and dw == 0:  # a 1-pixel side cannot be reflected
+            mode = "replicate"
+            dh, dw = max(size - h, 0), max(size - w, 0)
+        else:
+            mode = "reflect"
+        images = F.pad(images, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode=mode)
+    return images
+
+
+def grid_crops(images: Tensor, size: int) -> tuple[Tensor, int]:
+    """The non-overlapping `size` x `size` crops of a centred grid over each image (reflect-padded
+    first when a side is shorter), as (B x n, C, size, size) with n crops per image."""
+    images = reflect_to_at_least(images, size)
+    b, c, h, w = images.shape
+    rows, cols = h // size, w // size
+    top, left = (h - rows * size) // 2, (w - cols * size) // 2
+    grid = images[:, :, top:top + rows * size, left:left + cols * size]
+    crops = grid.reshape(b, c, rows, size, cols, size).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, size, size)
+    return crops, rows * cols
+
+
+def median(values: Tensor, dim: int) -> Tensor:
+    """The median along `dim`, the mean of the two middle values for an even count (differentiable)."""
+    ordered = values.sort(dim=dim).values
+    n = ordered.shape[dim]
+    low, high = ordered.narrow(dim, (n - 1) // 2, 1), ordered.narrow(dim, n // 2, 1)
+    return ((low + high) / 2).squeeze(dim)
 
 
 class HyperRes(RestorationModel):
@@ -107,7 +184,7 @@ class HyperRes(RestorationModel):
             nn.Conv2d(w, 4 * w, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
             nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, 3, 3, padding=1),
         )
-        self.estimator = LevelEstimator(config.estimator_width)
+        self.estimator = NoiseNet(config.estimator_width)
 
     def main_network(self, degraded: Tensor, level: float | Tensor) -> Tensor:
         """The main network generated for one scalar `level` (normalised, e.g. sigma / 255)."""
@@ -124,8 +201,15 @@ class HyperRes(RestorationModel):
         return self.estimate_level(degraded)
 
     def estimate_level(self, degraded: Tensor) -> Tensor:
-        """The level estimator's reading of each image (normalised like the conditioning)."""
-        return self.estimator(degraded)
+        """Each image's level (sigma / 255): the median of the estimator over a fixed grid of 128 x 128 crops.
+
+        The public code reads one random 128 x 128 crop (models/NoiseNet.py); here every crop of a
+        centred grid of non-overlapping ones is read and the median kept, so the estimate is
+        deterministic. A side shorter than 128 is reflect-padded to 128 (the noise statistics
+        stay those of the image; resizing would smooth the noise).
+        """
+        crops, per_image = grid_crops(degraded, self.estimator.crop)
+        return median(self.estimator.level(crops).reshape(degraded.shape[0], per_image), dim=1)
 
     def forward(self, degraded: Tensor, cond: Conditioning | None = None) -> Tensor:
         levels = self.levels_of(degraded, cond)

@@ -12,7 +12,7 @@ from zoo.released.containers import CheckpointReadError, read_state_dict
 from zoo.released.core import RELEASES, Release, ReleasedWeightsError, load_released, register_release
 
 # Importing an adapter module registers its releases.
-ADAPTER_MODULES = ("restormer", "airnet", "promptir", "nafnet", "hair")
+ADAPTER_MODULES = ("restormer", "airnet", "promptir", "nafnet", "hair", "hyperres")
 for _module in ADAPTER_MODULES:
     importlib.import_module(f"zoo.released.{_module}")
 
