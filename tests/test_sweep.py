@@ -52,6 +52,9 @@ def sweep_runs(home: Path) -> tuple[object, list]:
     (["--space", "lr=gaussian:1:2"], "unknown search-space kind"),
     (["--scheduler", "pbt"], "every trial must have the same architecture; model.width varies"),
     (["--workers-per-trial", "3"], "3 workers per trial cannot split the profile's batch of 4"),
+    (["--workers-per-trial", "2", "--accumulate", "4"],
+     "2 workers per trial cannot split the profile's batch of 4 equally into 4 micro-batches each"),
+    (["--accumulate", "3"], "--accumulate must be a positive divisor of the profile's batch of 4, got 3"),
 ])
 def test_bad_sweep_input_is_refused_before_anything_starts(tmp_path, capsys, monkeypatch, extra, expected):
     from harness.cli import main

@@ -125,7 +125,8 @@ class Upsampler(RestorationModel):
 
 def test_running_out_of_memory_names_the_batch_and_patch_size_to_lower():
     # the upsampled activations would need a few TB: the CPU allocator refuses them at once
-    with pytest.raises(TrainingOutOfMemoryError, match=rf"batch of {PROFILE.batch_size} {PROFILE.patch_size}x"
-                                                       rf"{PROFILE.patch_size} patches on cpu: choose a profile"):
+    with pytest.raises(TrainingOutOfMemoryError, match=rf"micro-batches of {PROFILE.batch_size} {PROFILE.patch_size}x"
+                                                       rf"{PROFILE.patch_size} patches on cpu \(batch {PROFILE.batch_size}, "
+                                                       r"accumulate 1\): raise --accumulate"):
         train(Upsampler(factor=2048), dataset(), PROFILE)
     train(Upsampler(factor=2), dataset(), dataclasses.replace(PROFILE, steps=2))  # the same net fits when smaller

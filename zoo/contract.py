@@ -11,6 +11,12 @@ the training loop:
 * ``training_stages`` splits the budget into named stages (AirNet's encoder warm-up, ADS'
   pipeline steps), each with its own trainable parameters and learning-rate scale.
 * ``after_optimizer_step`` runs after each update (momentum encoders, EMA controllers).
+
+Data-parallel training needs nothing more from a model: the harness wraps ``training_loss`` in a
+thin module and hands that to DistributedDataParallel, so the forward pass ``training_loss``
+runs goes through the wrapper. A model whose forward may leave some of a stage's parameters
+unused in a step (DaAIR's top-k routing) sets ``parameters_may_go_unused``; parameters outside
+the current stage need no flag, since the harness freezes them for the stage.
 """
 from __future__ import annotations
 
@@ -63,6 +69,9 @@ class RestorationModel(nn.Module):
 
     #: inputs are padded to a multiple of this before ``forward`` and cropped back after
     pad_multiple: int = 1
+    #: True when a training step may leave some of the stage's parameters without a gradient
+    #: (data-parallel training then asks DDP to search for them each step, which costs time)
+    parameters_may_go_unused: bool = False
 
     def forward(self, degraded: Tensor, cond: Conditioning | None = None) -> Tensor:  # noqa: D401
         """Restore a batch of degraded images."""

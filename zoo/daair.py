@@ -195,6 +195,8 @@ class DaAIR(RestorationModel):
     """Encoder levels 1-3, latent, decoder levels 3-1 with controllers, refinement, residuals."""
 
     pad_multiple = 8  # three 2x down-samplings
+    # Top-k routing (DaAIR Sec. 3.2): experts no sample of a batch chose get no gradient that step.
+    parameters_may_go_unused = True
 
     def __init__(self, config: DaAIRConfig):
         super().__init__()

@@ -92,3 +92,8 @@ def print_result(result, setting: str) -> None:
         print(f"  {key:<22} {result.metrics[key]:.4f}")
     print()
     print_board(setting, result.tracking_uri, "table")
+
+
+def accumulate_option(accumulate: int | None) -> dict[str, int]:
+    """`--accumulate N` as a training-profile override ({} when not given)."""
+    return {} if accumulate is None else {"accumulate": accumulate}

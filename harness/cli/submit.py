@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import (metric_names, model_names, parse_options, print_board, print_result, profile_names,
-                                setting_names)
+from harness.cli.common import (accumulate_option, metric_names, model_names, parse_options, print_board,
+                                print_result, profile_names, setting_names)
 from harness.cli.registry import command, complete
 
 
@@ -18,6 +18,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     complete(p.add_argument("--profile", default="default", help="training budget from `harness list profiles`"),
              profile_names)
     p.add_argument("--steps", type=int, help="override the profile's number of steps")
+    p.add_argument("--accumulate", type=int, help="split each step's batch into N micro-batches whose gradients "
+                   "add up before one optimiser step (one gradient sync when data-parallel); less memory, same step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", help="folder of real datasets (default: the embedded synthetic suite)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model configuration override")
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     run_config = RunConfig(model=args.model, setting=args.setting, variant=args.variant, profile=args.profile,
                            seed=args.seed, steps=args.steps, data_root=args.data_root,
                            model_options=parse_options(args.option), blind=args.blind,
-                           metrics=tuple(metric_names(args.metrics)), efficiency_size=args.efficiency_size)
+                           metrics=tuple(metric_names(args.metrics)), efficiency_size=args.efficiency_size,
+                           profile_options=accumulate_option(args.accumulate))
     if args.dedicated or args.levels:
         from harness.runs.dedicated import submit_dedicated
         from harness.runs.store import tracking_uri

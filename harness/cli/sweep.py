@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import metric_names, model_names, parse_options, print_board, profile_names, setting_names
+from harness.cli.common import (accumulate_option, metric_names, model_names, parse_options, print_board,
+                                profile_names, setting_names)
 from harness.cli.registry import command, complete
 
 
@@ -29,6 +30,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     complete(p.add_argument("--profile", default="default", help="training budget from `harness list profiles`"),
              profile_names)
     p.add_argument("--steps", type=int, help="override the profile's number of steps")
+    p.add_argument("--accumulate", type=int, help="split each step's batch into N micro-batches whose gradients "
+                   "add up before one optimiser step (one gradient sync when data-parallel); less memory, same step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", help="folder of real datasets (default: the embedded synthetic suite)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="fixed model option")
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         run_config = RunConfig(model=args.model, setting=args.setting, variant=args.variant, profile=args.profile,
                                seed=args.seed, steps=args.steps, data_root=args.data_root,
                                model_options=parse_options(args.option), metrics=tuple(metric_names(args.metrics)),
-                               efficiency_size=args.efficiency_size)
+                               efficiency_size=args.efficiency_size,
+                           profile_options=accumulate_option(args.accumulate))
         space = build_space(args.model, args.space, args.space_file, defaults=not args.no_default_space)
         config = SweepConfig(run=run_config, space=space, num_samples=args.num_samples, scheduler=args.scheduler,
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,

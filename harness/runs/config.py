@@ -57,6 +57,10 @@ class RunConfig:
                 raise ValueError(f"'{key}' is not a training-profile field; valid fields: {', '.join(tunable)}")
             if key in ("lr", "steps", "batch_size", "patch_size") and not value > 0:
                 raise ValueError(f"profile field '{key}' must be positive, got {value}")
+        profile = self.resolved_profile()
+        if not isinstance(profile.accumulate, int) or profile.accumulate < 1 or profile.batch_size % profile.accumulate:
+            raise ValueError(f"--accumulate must be a positive divisor of the profile's batch of {profile.batch_size}, "
+                             f"got {profile.accumulate}")
 
     def with_setting_options(self) -> "RunConfig":
         """This run with the model-config fields its setting decides filled in (given options win).

@@ -21,6 +21,10 @@ class Profile:
     warmup_fraction: float = 0.05
     checkpoint_every: int = 100  # steps between Ray checkpoints (resume points)
     log_every: int = 10  # steps between logged training metrics
+    # Micro-batches per step: each step's batch is split into this many parts whose gradients add
+    # up before one optimiser step (and, data-parallel, one gradient sync), to fit a paper batch
+    # into less memory. The result is the step the whole batch gives, up to rounding.
+    accumulate: int = 1
 
 
 PROFILES: Registry[Profile] = Registry("profile")

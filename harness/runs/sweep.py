@@ -117,10 +117,12 @@ class SweepConfig:
         if self.workers_per_trial is None and self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise ValueError(f"--gpus-per-trial above 1 means one worker per GPU and must be whole, "
                              f"got {self.gpus_per_trial}")
-        batch = self.run.resolved_profile().batch_size
-        if batch % self.workers():
+        profile = self.run.resolved_profile()
+        batch, parts = profile.batch_size, self.workers() * profile.accumulate
+        if batch % parts:
+            accumulated = f" into {profile.accumulate} micro-batches each" if profile.accumulate > 1 else ""
             raise ValueError(f"{self.workers()} workers per trial cannot split the profile's batch of {batch} "
-                             f"equally; choose a divisor of {batch}")
+                             f"equally{accumulated}; choose a divisor of {batch}")
         validate_space(self.space, self.run)
         if self.scheduler == "pbt":
             varying = [k for k, d in self.space.items() if k.startswith("model.") and not _constant(d)]
@@ -381,31 +383,17 @@ def _fit_data_parallel(config: dict[str, Any], run: RunConfig, run_id: str, tria
 
 
 def data_parallel_worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: its slice of every batch, gradients averaged by all-reduce (gloo/NCCL)."""
+    """One Ray Train worker: its slice of every batch, gradients synced by DistributedDataParallel."""
     import ray.train
-    import torch
-    import torch.distributed as dist
 
+    from harness.runs.parallel import DataParallel, mean_over_group
     from harness.runs.trial import RayApi, train_evaluate
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-
-    def average_gradients(params) -> None:
-        # What DistributedDataParallel does, unbucketed: the model contract's training_loss calls
-        # the module directly, so the DDP wrapper would never see the forward pass.
-        for param in params:
-            if param.grad is not None:
-                dist.all_reduce(param.grad)
-                param.grad /= world
-
-    def mean(metrics: dict[str, float]) -> dict[str, float]:
-        values = torch.tensor(list(metrics.values()), dtype=torch.float64)
-        dist.all_reduce(values)
-        return dict(zip(metrics, (values / world).tolist()))
-
+    # TorchTrainer has initialised the gloo/NCCL process group; DDP buckets and overlaps the sync.
     api = RayApi(ray.train.report, ray.train.get_checkpoint, ray.train.Checkpoint.from_directory, rank, world,
-                 average_gradients, mean)
+                 DataParallel(), mean_over_group)
     threads = max(1, int(config["cpus_per_trial"] / world))
     train_evaluate(RunConfig(**config["trial_run"]), config["tracking_uri"], config["run_id"], threads, api,
                    validate_every_checkpoint=True)

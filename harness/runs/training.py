@@ -5,6 +5,7 @@ and stages come from the model contract (zoo/contract.py).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,9 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from harness.runs.parallel import DataParallel, only_trainable, step_runner
 from harness.runs.profiles import Profile
 from harness.progress import Progress
-from zoo.contract import Conditioning, RestorationModel, TrainingStage
+from zoo.contract import Conditioning, LossTerms, RestorationModel, TrainingStage
 
 
 class TrainingStopped(RuntimeError):
@@ -91,7 +93,7 @@ def train(
     device: torch.device | str = "cpu",
     stop_requested: Callable[[], bool] | None = None,
     shard: tuple[int, int] = (0, 1),
-    after_backward: Callable[[list[torch.nn.Parameter]], None] | None = None,
+    data_parallel: DataParallel | None = None,
 ) -> int:
     """Train `model` from `start_step` to `profile.steps`; returns the number of steps done.
 
@@ -101,16 +103,21 @@ def train(
     `stop_requested()` turns true, the step just done is checkpointed and TrainingStopped raised.
 
     Data-parallel training: with `shard=(rank, world)` this process takes the rank-th of `world`
-    equal slices of every step's batch (the batch size must divide by `world`), and
-    `after_backward(params)` runs between the backward pass and the optimiser step, where the
-    caller averages the gradients across processes. With equal slices and averaged gradients
-    every process takes the step one process would take on the whole batch.
+    equal slices of every step's batch (the batch size must divide by `world`), and with
+    `data_parallel` the step runs through DistributedDataParallel (harness/runs/parallel.py),
+    which averages the gradients across the initialised process group. With equal slices and
+    averaged gradients every process takes the step one process would take on the whole batch.
+    `profile.accumulate` splits each process's slice into micro-batches whose gradients are
+    synced once, after the last of them.
     """
     rank, world = shard
-    if world < 1 or not 0 <= rank < world or profile.batch_size % world:
-        raise ValueError(f"a batch of {profile.batch_size} cannot be split into {world} equal slices "
-                         f"(rank {rank}); choose a number of workers that divides the batch size")
+    parts = world * profile.accumulate
+    if world < 1 or not 0 <= rank < world or profile.accumulate < 1 or profile.batch_size % parts:
+        raise ValueError(f"a batch of {profile.batch_size} cannot be split into {world} worker slice(s) of "
+                         f"{profile.accumulate} micro-batch(es) each (rank {rank}); choose workers x accumulate "
+                         "that divides the batch size")
     local = profile.batch_size // world
+    micro = local // profile.accumulate
     model.to(device).train()
     spans = plan_stages(model.training_stages(), profile.steps)
     progress = Progress("train", profile.steps, start=start_step)
@@ -127,51 +134,78 @@ def train(
         optimizer_state = None
         first = max(span.start, start_step)
         indices = [step * profile.batch_size + rank * local + i for step in range(first, span.end) for i in range(local)]
-        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=local)
-        for step, batch in enumerate(loader, start=first):
-            lr = learning_rate(profile, span, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = flatten_views(batch)
-            level = batch["level"] if torch.isfinite(batch["level"]).all() else None
-            cond = Conditioning(task_index=batch["task_index"], level=level,
-                                degradation_index=batch.get("degradation_index")).to(device)
-            try:
-                terms = model.training_loss(
-                    batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, span.stage
-                )
+        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=micro)
+        with only_trainable(model, params):
+            run_step = step_runner(model, data_parallel)
+            for step, micro_batches in enumerate(_grouped(loader, profile.accumulate), start=first):
+                lr = learning_rate(profile, span, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                terms = _accumulated_step(run_step, optimizer, micro_batches, span.stage, step, device, profile)
+                optimizer.step()
+                model.after_optimizer_step(span.stage)
+                done = step + 1
+                loss = terms.total.item()
+                progress.update(done, f"stage {span.stage.name} loss {loss:.4f} lr {lr:.2e}")
+                if on_log and (done % profile.log_every == 0 or done == span.end):
+                    metrics = {"train/loss": loss, "train/lr": lr}
+                    metrics.update({f"train/loss_{k}": v.item() for k, v in terms.parts.items()})
+                    on_log(done, metrics)
+                saved = done % profile.checkpoint_every == 0 or done == span.end
+                if on_checkpoint and saved:
+                    on_checkpoint(done, {"stage": span.stage.name, "optimizer": optimizer.state_dict()})
+                if stop_requested is not None and done < profile.steps and stop_requested():
+                    if on_checkpoint and not saved:  # resume from exactly here, not the last periodic checkpoint
+                        on_checkpoint(done, {"stage": span.stage.name, "optimizer": optimizer.state_dict()})
+                    raise TrainingStopped(done)
+    return profile.steps
+
+
+def _grouped(loader: DataLoader, size: int):
+    """The loader's micro-batches, `size` at a time (one optimiser step each)."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+
+
+def _accumulated_step(run_step, optimizer, micro_batches: list[dict[str, Tensor]], stage: TrainingStage,
+                      step: int, device, profile: Profile) -> LossTerms:
+    """Forward and backward every micro-batch of one step; gradients are synced after the last only.
+
+    Each micro-batch's loss is divided by their number, so the summed gradient is that of the mean
+    loss over the whole slice; the returned terms are the micro-batches' means.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    totals: list[LossTerms] = []
+    for index, batch in enumerate(micro_batches):
+        batch = flatten_views(batch)
+        level = batch["level"] if torch.isfinite(batch["level"]).all() else None
+        cond = Conditioning(task_index=batch["task_index"], level=level,
+                            degradation_index=batch.get("degradation_index")).to(device)
+        last = index == len(micro_batches) - 1
+        try:
+            with contextlib.nullcontext() if last else run_step.defer_sync():
+                terms = run_step(batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, stage)
                 if not torch.isfinite(terms.total):
                     parts = ", ".join(f"{k} {v.item():.4g}" for k, v in terms.parts.items())
                     raise NonFiniteLossError(
-                        f"loss became {terms.total.item()} at step {step} (stage '{span.stage.name}'; terms: "
+                        f"loss became {terms.total.item()} at step {step} (stage '{stage.name}'; terms: "
                         f"{parts or 'none'}); the run is stopped, the last checkpoint is kept"
                     )
-                optimizer.zero_grad(set_to_none=True)
-                terms.total.backward()
-                if after_backward is not None:
-                    after_backward(params)
-            except (torch.OutOfMemoryError, RuntimeError) as err:
-                if not is_out_of_memory(err):
-                    raise
-                raise TrainingOutOfMemoryError(
-                    f"out of memory at step {step} with a batch of {profile.batch_size} "
-                    f"{profile.patch_size}x{profile.patch_size} patches on {device}: choose a profile with a "
-                    f"smaller batch or patch size (`harness list profiles`) or a smaller variant"
-                ) from err
-            optimizer.step()
-            model.after_optimizer_step(span.stage)
-            done = step + 1
-            loss = terms.total.item()
-            progress.update(done, f"stage {span.stage.name} loss {loss:.4f} lr {lr:.2e}")
-            if on_log and (done % profile.log_every == 0 or done == span.end):
-                metrics = {"train/loss": loss, "train/lr": lr}
-                metrics.update({f"train/loss_{k}": v.item() for k, v in terms.parts.items()})
-                on_log(done, metrics)
-            saved = done % profile.checkpoint_every == 0 or done == span.end
-            if on_checkpoint and saved:
-                on_checkpoint(done, {"stage": span.stage.name, "optimizer": optimizer.state_dict()})
-            if stop_requested is not None and done < profile.steps and stop_requested():
-                if on_checkpoint and not saved:  # resume from exactly here, not the last periodic checkpoint
-                    on_checkpoint(done, {"stage": span.stage.name, "optimizer": optimizer.state_dict()})
-                raise TrainingStopped(done)
-    return profile.steps
+                (terms.total / len(micro_batches)).backward()
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise TrainingOutOfMemoryError(
+                f"out of memory at step {step} with micro-batches of {len(batch['degraded'])} "
+                f"{profile.patch_size}x{profile.patch_size} patches on {device} (batch {profile.batch_size}, "
+                f"accumulate {profile.accumulate}): raise --accumulate, or choose a profile with a smaller batch "
+                f"or patch size (`harness list profiles`) or a smaller variant"
+            ) from err
+        totals.append(LossTerms(terms.total.detach(), {k: v.detach() for k, v in terms.parts.items()}))
+    count = len(totals)
+    return LossTerms(sum(t.total for t in totals) / count,
+                     {k: sum(t.parts[k] for t in totals) / count for k in totals[0].parts})

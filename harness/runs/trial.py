@@ -24,6 +24,7 @@ from harness.data import open_data
 from harness.scoring.efficiency import EfficiencyConfig, measure
 from harness.scoring.evaluation import evaluate
 from harness.scoring.scorers import build_scorers
+from harness.runs.parallel import DataParallel
 from harness.runs.training import TrainingStopped, train
 from zoo import Conditioning, create_model
 
@@ -33,8 +34,8 @@ class RayApi:
     """How a trial talks to Ray: Tune's functions in a Tune trial, Ray Train's in a Train worker.
 
     `rank`/`world` place this process in a data-parallel group (rank 0 logs, checkpoints and
-    evaluates); `after_backward` averages gradients across the group and `mean` averages logged
-    training metrics over it (each process sees only its slice of the batch).
+    evaluates); `data_parallel` syncs gradients across the group through DistributedDataParallel
+    and `mean` averages logged training metrics over it (each process sees only its slice of the batch).
     """
 
     report: Callable[..., None]
@@ -42,7 +43,7 @@ class RayApi:
     checkpoint_from_directory: Callable[[str], Any]
     rank: int = 0
     world: int = 1
-    after_backward: Callable[[list], None] | None = None
+    data_parallel: DataParallel | None = None
     mean: Callable[[dict[str, float]], dict[str, float]] | None = None
 
 
@@ -149,7 +150,7 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
         dataset = data.training_set(profile.patch_size, profile.steps * profile.batch_size, run.seed)
         train(model, dataset, profile, start_step=start_step, optimizer_state=optimizer_state,
               on_log=on_log, on_checkpoint=on_checkpoint, device=device,
-              shard=(ray_api.rank, ray_api.world), after_backward=ray_api.after_backward,
+              shard=(ray_api.rank, ray_api.world), data_parallel=ray_api.data_parallel,
               stop_requested=stop_requested)
     elif crops is not None and lead:  # restored after the last checkpoint: the sweep metric is still needed
         from harness.runs.validation import validate
