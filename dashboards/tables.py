@@ -24,7 +24,8 @@ def ranking_tables(board: Board, run_url: Callable[[str, str], str]) -> dict[str
         rows = []
         for row in group.to_dict("records"):
             cells = {"rank": int(row["rank"]), "model": row["model"], "variant": row["variant"],
-                     "profile": row["profile"], "data source": row["data_source"], "runs": int(row["runs"]),
+                     "entry": row["entry"], "profile": row["profile"], "data source": row["data_source"],
+                     "runs": int(row["runs"]),
                      "PSNR avg": row["psnr/avg"], "PSNR avg 95% CI": _ci(row["psnr/avg/ci_low"], row["psnr/avg/ci_high"], 2),
                      "SSIM avg": row["ssim/avg"], "SSIM avg 95% CI": _ci(row["ssim/avg/ci_low"], row["ssim/avg/ci_high"], 4)}
             for task in board.tasks:
@@ -65,7 +66,7 @@ def differences_table(board: Board) -> pd.DataFrame:
     """Reproduced minus reported PSNR per task for every model that has both, with the comparability caveat."""
     rows = []
     for row in board.differences.to_dict("records"):
-        cells = {"model": row["model"], "variant": row["variant"], "ranking": row["ranking"],
+        cells = {"model": row["model"], "variant": row["variant"], "entry": row["entry"], "ranking": row["ranking"],
                  "reported": f"{row['citation']}: {row['method']}", "Δ PSNR avg": row["psnr/avg"],
                  "Δ PSNR avg 95% CI": _ci(row["psnr/avg/ci_low"], row["psnr/avg/ci_high"], 2)}
         for task in board.tasks:

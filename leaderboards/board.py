@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from leaderboards.artifacts import per_image_metrics
 from leaderboards.bootstrap import PerImage, paired_difference, run_intervals
 from leaderboards.reported import METRICS, reported_rows, reported_settings, reported_tasks
-from leaderboards.runs import EMBEDDED, finished_runs, pick_runs, run_table
+from leaderboards.runs import EMBEDDED, RELEASED, TRAINED, finished_runs, pick_runs, run_table
 
 SOURCES = ("all", "reported", "reproduced")
 
@@ -93,10 +93,14 @@ def _with_leads(board: pd.DataFrame, tasks: list[str], per_image: dict[str, PerI
 
 
 def _caveat(row: dict[str, Any]) -> str:
+    """Why a reproduced row is not comparable with a paper's number ('' when it is).
+
+    Released weights are the authors' own configuration, so only their test data can disqualify them.
+    """
     reasons = []
     if row["data_source"] == EMBEDDED:
         reasons.append("scored on the embedded synthetic suite, not the paper's test sets")
-    if row["variant"] != "paper":
+    if row.get("entry") != RELEASED and row["variant"] != "paper":
         reasons.append(f"variant '{row['variant']}', not the paper's configuration")
     return "; ".join(reasons)
 
@@ -110,7 +114,8 @@ def differences(reproduced: pd.DataFrame, reported: pd.DataFrame, tasks: list[st
     for run in reproduced.to_dict("records"):
         for paper in reported[reported["model"] == run["model"]].to_dict("records"):
             caveat = _caveat(run)
-            row = {"model": run["model"], "variant": run["variant"], "ranking": run["ranking"],
+            row = {"model": run["model"], "variant": run["variant"], "entry": run.get("entry", TRAINED),
+                   "ranking": run["ranking"],
                    "profile": run["profile"], "data_source": run["data_source"], "run_id": run["run_id"],
                    "citation": paper["citation"], "method": paper["method"], "comparable": not caveat,
                    "caveat": caveat}

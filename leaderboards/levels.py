@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from leaderboards.runs import PICKS, _finished_runs
+from leaderboards.runs import PICKS, RELEASED, _finished_runs, entry_of
 
 
 def level_board(
@@ -74,7 +74,7 @@ def level_board(
         if trained_range is not None:
             inside = inside[(inside.level >= trained_range[0]) & (inside.level <= trained_range[1])]
         boards.append({
-            "model": model, "variant": variant, "run_id": run.info.run_id, "pick": pick,
+            "model": model, "variant": variant, "entry": entry_of(run.data.tags), "run_id": run.info.run_id, "pick": pick,
             "profile": run.data.tags.get("profile"), "data_source": run.data.tags.get("data_source"),
             "blind": run.data.tags.get("blind") == "true",
             "average_psnr": run.data.metrics.get("psnr/avg"),
@@ -96,7 +96,8 @@ def level_board_table(board: dict[str, Any]) -> str:
         lines.append("  no finished runs yet")
     for entry in board["boards"]:
         distance = entry["average_distance_in_trained_range"]
-        lines.append(f"\n{entry['model']} ({entry['variant']}, {entry['pick']} run {entry['run_id'][:8]}, "
+        released = ", released weights" if entry.get("entry") == RELEASED else ""
+        lines.append(f"\n{entry['model']} ({entry['variant']}{released}, {entry['pick']} run {entry['run_id'][:8]}, "
                      f"profile {entry['profile']}, data {entry['data_source']}{', blind' if entry['blind'] else ''}): "
                      f"average PSNR {entry['average_psnr']:.2f}; average distance in trained range "
                      + ("n/a (no dedicated runs)" if distance is None else f"{distance:+.3f} dB"))

@@ -38,7 +38,7 @@ def _difference_records(board: Board, run_id: str) -> list[dict[str, Any]]:
     if board.differences.empty:
         return []
     rows = board.differences[board.differences["run_id"] == run_id].to_dict("records")
-    return [{"citation": r["citation"], "method": r["method"], "comparable": bool(r["comparable"]),
+    return [{"citation": r["citation"], "method": r["method"], "entry": r["entry"], "comparable": bool(r["comparable"]),
              "caveat": r["caveat"], "average": _scores(r, "avg", True),
              "tasks": {t: _scores(r, t, True) for t in board.tasks}} for r in rows]
 
@@ -53,7 +53,8 @@ def board_records(board: Board) -> dict[str, Any]:
                     "psnr_ci95": [_num(row["lead/ci_low"]), _num(row["lead/ci_high"])], "clear": bool(row["lead/clear"])}
         rows.append({
             "source": "reproduced", "ranking": row["ranking"], "rank": int(row["rank"]), "model": row["model"],
-            "variant": row["variant"], "pick": row["pick"], "runs": int(row["runs"]), "profile": row["profile"],
+            "variant": row["variant"], "entry": row["entry"], "pick": row["pick"], "runs": int(row["runs"]),
+            "profile": row["profile"],
             "data_source": row["data_source"], "data_fingerprint": row["data_fingerprint"], "run_id": row["run_id"],
             "run_name": row["run_name"], "images_per_task": _num(row.get("images")),
             "average": _scores(row, "avg", True), "tasks": {t: _scores(row, t, True) for t in board.tasks},
@@ -87,7 +88,7 @@ def _value_columns(tasks: list[str], intervals: bool) -> list[str]:
 def board_frame(board: Board) -> pd.DataFrame:
     """One flat table (the CSV): reproduced rows, reported rows, then reproduced-minus-reported rows."""
     values = _value_columns(board.tasks, True)
-    head = ["rank", "model", "variant", "source", "ranking", "citation", "method", "profile", "data_source"]
+    head = ["rank", "model", "variant", "source", "entry", "ranking", "citation", "method", "profile", "data_source"]
     tail = ["params", "params_source", "macs", "macs_input", "latency_ms", "lead/over", "lead/psnr", "lead/ci_low", "lead/ci_high",
             "lead/clear", "comparable", "run_id", "data_fingerprint", "note"]
     parts = []
@@ -132,7 +133,8 @@ def reproduced_view(board: Board, ranking: str) -> pd.DataFrame:
     """Display cells of one ranking: mean [95% CI] per metric, efficiency and the lead over the next row."""
     rows = []
     for row in board.reproduced[board.reproduced["ranking"] == ranking].to_dict("records"):
-        cells = {"rank": int(row["rank"]), "model": row["model"], "variant": row["variant"], "profile": row["profile"]}
+        cells = {"rank": int(row["rank"]), "model": row["model"], "variant": row["variant"], "entry": row["entry"],
+                 "profile": row["profile"]}
         for name in ["avg", *board.tasks]:
             for metric in METRICS:
                 cells[f"{metric}/{name}"] = _with_ci(row, f"{metric}/{name}")
@@ -166,7 +168,7 @@ def differences_view(board: Board) -> pd.DataFrame:
     """Display cells of reproduced minus reported (PSNR and SSIM per task), with the caveat."""
     rows = []
     for row in board.differences.to_dict("records"):
-        cells = {"model": row["model"], "variant": row["variant"], "ranking": row["ranking"],
+        cells = {"model": row["model"], "variant": row["variant"], "entry": row["entry"], "ranking": row["ranking"],
                  "vs": f"{row['citation']} {row['method']}"}
         for name in ["avg", *board.tasks]:
             for metric in METRICS:
@@ -202,6 +204,6 @@ def board_text(board: Board, markdown: bool = False) -> str:
         out += ["", heading("Reported in the papers (not ranked; each row cites its table)")]
         out.append(table(reported_view(board)) if not board.reported.empty else "No reported results for this setting.")
     if not board.differences.empty:
-        out += ["", heading("Reproduced minus reported (comparable only for the paper configuration on real data)"),
-                table(differences_view(board))]
+        out += ["", heading("Reproduced minus reported (comparable only for the paper configuration or released "
+                            "weights, on real data)"), table(differences_view(board))]
     return "\n".join(out) + "\n"

@@ -2,9 +2,11 @@
 
 Crashed, killed or still-running runs never appear: only runs whose status is FINISHED (set by
 the harness after a successful evaluation) are read. Of a sweep (`harness sweep`) only the trial
-chosen by validation PSNR (tag `sweep_best`) appears, like a submitted run. Runs are ranked only against runs scored on
-the same test images: one ranking per data fingerprint, so runs on the embedded synthetic suite
-are never ranked together with runs on real data.
+chosen by validation PSNR (tag `sweep_best`) appears, like a submitted run. Runs are ranked only
+against runs scored on the same test images: one ranking per data fingerprint, so runs on the
+embedded synthetic suite are never ranked together with runs on real data. The authors' released
+weights (`harness evaluate`, tag `entry=released-weights`) are ranked with the runs trained here,
+marked in the `entry` column.
 """
 from __future__ import annotations
 
@@ -18,6 +20,13 @@ from leaderboards.efficiency import run_efficiency
 
 PICKS = ("best", "latest")
 EMBEDDED = "embedded"
+TRAINED = "trained"  # the entry of a run the harness trained (no `entry` tag)
+RELEASED = "released-weights"  # the `entry` tag of `harness evaluate`: the authors' released weights, not trained here
+
+
+def entry_of(tags: dict[str, str]) -> str:
+    """What a run's row stands for: 'trained' (by the harness) or 'released-weights' (the authors' file)."""
+    return tags.get("entry") or TRAINED
 
 
 def finished_runs(client: MlflowClient, setting: str) -> list[Any]:
@@ -63,7 +72,8 @@ def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: s
             continue
         if tags.get("sweep_parent") and tags.get("sweep_best") != "true":  # a sweep stands by its best trial
             continue
-        row = {"model": tags.get("model"), "variant": tags.get("variant"), "profile": tags.get("profile"),
+        row = {"model": tags.get("model"), "variant": tags.get("variant"), "entry": entry_of(tags),
+               "profile": tags.get("profile"),
                "data_source": tags.get("data_source"), "data_fingerprint": tags.get("data_fingerprint"),
                "ranking": ranking_label(tags.get("data_source"), tags.get("data_fingerprint")),
                "run_id": run.info.run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
@@ -78,7 +88,7 @@ def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: s
 
 def board_columns(tasks: list[str]) -> list[str]:
     """Column order of a reproduced leaderboard."""
-    columns = ["rank", "model", "variant", "pick", "runs", "ranking", "psnr/avg", "ssim/avg"]
+    columns = ["rank", "model", "variant", "entry", "pick", "runs", "ranking", "psnr/avg", "ssim/avg"]
     columns += [f"{m}/{t}" for t in tasks for m in ("psnr", "ssim")]
     return columns + ["params", "params_source", "macs", "macs_input", "latency_ms", "profile", "data_source",
                       "run_id", "data_fingerprint", "run_name", "experiment_id", "start_time"]
@@ -117,7 +127,7 @@ def leaderboard(
 ) -> pd.DataFrame:
     """Reproduced rows of setting `setting` at `version`: one run per model and ranking, ranked by average PSNR.
 
-    Columns: rank, model, variant, pick, runs, ranking, psnr/avg, ssim/avg, psnr/<task>,
+    Columns: rank, model, variant, entry (trained | released-weights), pick, runs, ranking, psnr/avg, ssim/avg, psnr/<task>,
     ssim/<task> for every task, params, params_source, macs, profile, data_source, run_id,
     data_fingerprint, run_name, experiment_id, start_time.
     """
@@ -130,7 +140,8 @@ def leaderboard_records(board: pd.DataFrame, tasks: list[str]) -> list[dict[str,
     records = []
     for row in board.to_dict("records"):
         records.append({
-            "rank": int(row["rank"]), "model": row["model"], "variant": row["variant"], "pick": row["pick"],
+            "rank": int(row["rank"]), "model": row["model"], "variant": row["variant"], "entry": row["entry"],
+            "pick": row["pick"],
             "runs": int(row["runs"]), "ranking": row["ranking"], "profile": row["profile"],
             "data_source": row["data_source"], "run_id": row["run_id"], "data_fingerprint": row["data_fingerprint"],
             "average": {"psnr": row["psnr/avg"], "ssim": row["ssim/avg"]},

@@ -62,5 +62,6 @@ if "reported" in shown:
 differences = tables.differences_table(board)
 if set(shown) == {"reproduced", "reported"} and not differences.empty:
     st.subheader("Reproduced minus reported")
-    st.caption("Comparable only for the paper configuration scored on the real test sets; see the caveat column.")
+    st.caption("Comparable only for the paper configuration or the authors' released weights, scored on the real "
+               "test sets; see the caveat column.")
     st.dataframe(differences, hide_index=True, key="differences", column_config=number_formats(differences))

@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboards import data
 from dashboards.text import escape
+from leaderboards.runs import RELEASED
 
 setting = st.session_state["setting"]
 uri = data.tracking_uri()
@@ -12,7 +13,8 @@ runs = data.runs(uri, setting)
 if runs.empty:
     st.info(f"No finished runs of setting {escape(setting)} yet.")
     st.stop()
-labels = {r["run_id"]: f"{r['model']} ({r['variant']}, {r['profile']}) - {r['run_name']}" for r in runs.to_dict("records")}
+labels = {r["run_id"]: f"{r['model']} ({r['variant']}, {r['profile']}) - {r['run_name']}"
+          + (" [released weights]" if r.get("entry") == RELEASED else "") for r in runs.to_dict("records")}
 ids = list(labels)
 requested = st.query_params.get("run")
 run_id = st.selectbox("Run", ids, index=ids.index(requested) if requested in ids else 0, format_func=labels.get,

@@ -12,7 +12,8 @@ import os
 import sys
 
 # Importing a command module registers its command.
-from harness.cli import dashboard, data, leaderboard, listing, restore, score, submit, sweep, weights  # noqa: F401
+from harness.cli import (dashboard, data, evaluate, leaderboard, listing, restore, score, submit, sweep,  # noqa: F401
+                         weights)
 from harness.cli.registry import COMMANDS
 from zoo.registry import UnknownNameError
 

@@ -11,6 +11,7 @@ from torch import Tensor
 from harness.data import DataSource
 from harness.scoring.metrics import score
 from harness.scoring.scorers import Scorer, score_all
+from harness.scoring.tiling import restore_tiled, tile_grid
 from harness.progress import Progress
 from harness.settings import Setting
 from zoo.contract import Conditioning, RestorationModel
@@ -60,7 +61,7 @@ def _to_tensor(image: np.ndarray, device) -> Tensor:
 @torch.no_grad()
 def evaluate(
     model: RestorationModel, setting: Setting, data: DataSource, device="cpu", blind: bool = False,
-    scorers: dict[str, Scorer] | None = None,
+    scorers: dict[str, Scorer] | None = None, tile: int | None = None, tile_overlap: int | None = None,
 ) -> EvaluationResult:
     """Score `model` on every test pair of every task of `setting`.
 
@@ -68,8 +69,11 @@ def evaluate(
     (normalised by the setting's level scale) unless `blind`; a model that can estimate levels
     is also scored on its estimate ("level_error": relative error of the estimated level).
     `scorers` (harness.scoring.scorers.build_scorers) adds metrics beyond the protocol's PSNR and SSIM.
+    `tile` restores each image in overlapping tiles of about that side, overlapping by `tile_overlap`
+    (default: a quarter of the tile; harness/scoring/tiling.py).
     """
     model.to(device).eval()
+    grid = None if tile is None else tile_grid(tile, model.pad_multiple, tile_overlap)
     result = EvaluationResult()
     total = sum(len(data.test_pairs(t)) for t in setting.task_names)
     progress, done = Progress("eval", total), 0
@@ -82,7 +86,7 @@ def evaluate(
         cond = Conditioning(level=level) if level is not None and not blind else None
         for pair in data.test_pairs(task):
             degraded, target = _to_tensor(pair.degraded, device), _to_tensor(pair.target, device)
-            restored = restore(model, degraded, cond)
+            restored = restore(model, degraded, cond) if grid is None else restore_tiled(model, degraded, cond, grid)
             values = score_all(scorers, restored, target, setting.protocol) if scorers else score(restored, target, setting.protocol)
             per_image[pair.name] = {k: float(v.item()) for k, v in values.items()}
             estimate = model.estimate_level(degraded) if level is not None else None

@@ -1,0 +1,71 @@
+"""`harness evaluate`: score the authors' released weights on a setting, with no training, and rank them."""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from typing import Any
+
+from harness.cli.common import metric_names, model_names, print_result, setting_names
+from harness.cli.registry import command, complete
+
+
+def parse_value(text: str) -> Any:
+    """One `--arg` value: a Python or JSON literal (16, 2.66, [4,6,6,8], True, false), else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_public_args(pairs: list[str]) -> dict[str, Any]:
+    """`--arg KEY=VALUE` pairs as the keyword arguments of the authors' public constructor."""
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--arg expects KEY=VALUE (a public constructor argument), got '{pair}'")
+        args[key.strip()] = parse_value(value.strip())
+    return args
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    complete(p.add_argument("--model", required=True, help="a zoo model with a released-weights adapter"),
+             model_names)
+    p.add_argument("--weights", metavar="FILE", help="the authors' released checkpoint (.pth, .ckpt, .safetensors)")
+    p.add_argument("--estimator-weights", metavar="FILE",
+                   help="hyperres: the level estimator's file (noise_detect.pth)")
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword argument of the authors' public constructor, as a Python literal "
+                        "(e.g. dim=48, num_blocks=[4,6,6,8], LayerNorm_type=BiasFree)")
+    complete(p.add_argument("--setting", required=True, help="a name from `harness list settings`"), setting_names)
+    p.add_argument("--data-root", help="folder of real datasets (default: the embedded synthetic suite)")
+    p.add_argument("--metrics", help="comma-separated metrics beyond psnr,ssim (`harness list metrics`)")
+    p.add_argument("--gpus", type=int, default=0, help="0: CPU (default); 1 or more: evaluate on the CUDA GPU")
+    p.add_argument("--tile", type=int, metavar="N",
+                   help="restore in overlapping N x N tiles (rounded to the model's multiple) when memory is short")
+    p.add_argument("--tile-overlap", type=int, metavar="N", help="pixels shared by neighbouring tiles "
+                                                                 "(default: a quarter of the tile)")
+    p.add_argument("--blind", action="store_true",
+                   help="continuous settings: restore with the model's estimated level, not the true one")
+    p.add_argument("--efficiency-size", type=int, default=128,
+                   help="input side for the measured MACs, latency and memory (default 128; 0: skip)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or a local SQLite store)")
+
+
+@command("evaluate", "score an author-released checkpoint on a setting (no training; MLflow)", _arguments)
+def run(args: argparse.Namespace) -> int:
+    """Evaluate released weights, record the run, and print the setting's leaderboard."""
+    from harness.runs.released import ReleasedRequest, evaluate_released
+
+    request = ReleasedRequest(model=args.model, weights=args.weights, setting=args.setting,
+                              public_args=parse_public_args(args.arg), estimator=args.estimator_weights,
+                              data_root=args.data_root, metrics=tuple(metric_names(args.metrics)), gpus=args.gpus,
+                              tile=args.tile, tile_overlap=args.tile_overlap, blind=args.blind,
+                              efficiency_size=args.efficiency_size)
+    print_result(evaluate_released(request, args.tracking_uri), args.setting)
+    return 0
