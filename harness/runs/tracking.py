@@ -21,6 +21,8 @@ from harness.runs.store import home
 
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
 BATCH = 900  # MLflow accepts at most 1000 entities per log_batch
+#: the experiment tag that makes MLflow's UI (3.x) open an experiment on its runs table
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 _READY_STORES: set[str] = set()  # SQLite stores this process has already seen initialised
@@ -58,19 +60,26 @@ def client(uri: str) -> MlflowClient:
 
 
 def experiment_id(mlflow: MlflowClient, setting: str) -> str:
-    """The experiment holding runs of `setting`, created (with a local artifact root) if needed."""
+    """The experiment holding runs of `setting`, created (with a local artifact root) if needed.
+
+    Every experiment carries EXPERIMENT_KIND, so MLflow's UI opens it on its runs (not on the
+    GenAI overview); one made before the tag existed gets it here, the next time it is written to.
+    """
     name = f"restoration-bench/{setting}"
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
+        if existing.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            mlflow.set_experiment_tag(existing.experiment_id, *EXPERIMENT_KIND)
         return existing.experiment_id
     with store_lock(mlflow.tracking_uri):  # another submission may be creating it right now
         existing = mlflow.get_experiment_by_name(name)
         if existing is not None:
-            return existing.experiment_id
+            return experiment_id(mlflow, setting)
         artifacts = None
         if mlflow.tracking_uri.startswith("sqlite:"):
             artifacts = (home() / "artifacts").as_uri()
-        return mlflow.create_experiment(name, artifact_location=artifacts, tags={"setting": setting})
+        return mlflow.create_experiment(name, artifact_location=artifacts,
+                                        tags={"setting": setting, EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
 
 
 def start_run(mlflow: MlflowClient, setting: str, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
