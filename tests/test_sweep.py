@@ -21,7 +21,7 @@ needs_namespace = pytest.mark.skipif(not isolated_network_available(),
                                      reason="Ray tests need root and unshare to stay on loopback")
 TINY = ["--model", "nafnet", "--setting", "derain", "--profile", "smoke", "--efficiency-size", "0"]
 ABSURD_LR = 0.1
-TOLERANCE_DB = 1e-5  # two data-parallel workers vs one process: 0 (validation) and 4.6e-7 dB (test) measured
+TOLERANCE_DB = 2e-6  # 2 DDP workers vs one process: 0 (validation) and 4.6e-7 dB (test) measured
 
 
 def client(home: Path) -> MlflowClient:
@@ -244,7 +244,7 @@ def test_two_worker_ray_train_trial_matches_one_worker(cluster, tmp_path):
     The two workers run on the two nodes (1 CPU each, 0.99 per worker: the Tune trial driving the
     TorchTrainer holds 0.01), so gloo all-reduces across nodes. The runs differ only in float
     summation order (gradients summed over two halves, then averaged): measured here, validation
-    PSNR equal, test PSNR 4.6e-7 dB apart, hence TOLERANCE_DB (20x that).
+    PSNR equal, test PSNR 4.6e-7 dB apart, hence TOLERANCE_DB (4x that); the same with DDP.
     The logged training loss is the mean over the workers' slices, so it matches too.
     """
     metrics = {}
@@ -264,6 +264,7 @@ def test_two_worker_ray_train_trial_matches_one_worker(cluster, tmp_path):
     assert len(client(tmp_path / "w2").get_metric_history(
         sweep_runs(tmp_path / "w2")[1][0].info.run_id, "val/psnr")) == 2  # a validation point per checkpoint
     differences = {k: abs(metrics[2][k] - metrics[1][k]) for k in ("val/psnr", "psnr/avg")}
+    print(f"2 DDP workers vs 1: {differences}")
     assert differences["val/psnr"] < TOLERANCE_DB, differences
     assert differences["psnr/avg"] < TOLERANCE_DB, differences
     assert metrics[2]["train/loss"] == pytest.approx(metrics[1]["train/loss"], rel=1e-3)
