@@ -51,7 +51,10 @@ def test_submit_finishes_and_records_a_complete_run(store):
     history = mlflow_client(home).get_metric_history(run.info.run_id, "train/loss")
     assert len(history) >= 10
     artifacts = {a.path for a in mlflow_client(home).list_artifacts(run.info.run_id)}
-    assert {"checkpoint", "samples", "results"} <= artifacts
+    assert {"checkpoint", "samples", "results", "datasets"} <= artifacts
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}  # issue 23: the Dataset column
+    assert inputs["test"].digest == tags["data_fingerprint"] and inputs["test"].name == "embedded"
+    assert set(inputs) == {"test", "train"}
 
 
 @pytest.mark.slow

@@ -185,6 +185,8 @@ def test_a_failure_after_the_run_starts_marks_it_failed(files, tmp_path, monkeyp
     (run,) = recorded_runs(tmp_path)
     assert run.info.status == "FAILED" and run.data.tags["entry"] == RELEASED
     assert "out of memory" in run.data.tags["error"]
+    (test_set,) = run.inputs.dataset_inputs  # logged before scoring; released weights have no training input
+    assert test_set.dataset.digest == run.data.tags["data_fingerprint"] and test_set.tags[0].value == "test"
 
 
 # ---- the leaderboard marks released weights and compares them with the papers ----

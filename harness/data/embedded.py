@@ -101,6 +101,22 @@ class EmbeddedSuite:
         """Seeded random crops from outside the test boxes, degraded on the fly."""
         return EmbeddedTrainingSet(self.setting, patch_size, length, seed)
 
+    def test_manifest(self) -> list[dict[str, str]]:
+        """One row per test image: task, image, and where its degraded input and its target come from."""
+        rows = []
+        for spec in self.setting.tasks:
+            for photo in load_photos():
+                rows.append({"task": spec.name, "image": photo.name,
+                             "degraded": f"synthesised: {spec.degradation.kind}, seed {test_seed(spec.name, photo.name)}",
+                             "target": f"skimage.data.{photo.name}() box {photo.box}"})
+        return rows
+
+    def training_manifest(self) -> list[dict[str, str]]:
+        """One row per (training task, photograph): crops come from outside the photo's test box."""
+        return [{"task": spec.name, "image": photo.name, "degraded": f"synthesised: {spec.degradation.kind}",
+                 "target": f"skimage.data.{photo.name}() outside box {photo.box}"}
+                for spec in self.setting.training_tasks for photo in load_photos()]
+
     @functools.cache
     def fingerprint(self) -> str:
         """SHA-256 (first 16 hex digits) of every test pair and of the split definition."""

@@ -72,6 +72,20 @@ class RealData:
             sources.append((index, pairs))
         return RealTrainingSet(self.setting, sources, patch_size, length, seed, self._clean)
 
+    def test_manifest(self) -> list[dict[str, str]]:
+        """One row per test image: task, image, and its degraded and target files relative to the root."""
+        return [self._row(spec.name, spec.degradation.kind, pair) for spec in self.setting.tasks
+                for pair in self._pairs(LAYOUTS.get(spec.test_set))]
+
+    def training_manifest(self) -> list[dict[str, str]]:
+        """One row per training pair of every training task, files relative to the root."""
+        return [self._row(task.name, task.degradation.kind, pair) for task in self.setting.training_tasks
+                for name in dict.fromkeys(task.train_sets) for pair in self._pairs(train_layout(name))]
+
+    def _row(self, task: str, kind: str, pair: FilePair) -> dict[str, str]:
+        degraded = f"synthesised: {kind}" if pair.degraded is None else str(pair.degraded.relative_to(self.root))
+        return {"task": task, "image": pair.name, "degraded": degraded, "target": str(pair.target.relative_to(self.root))}
+
     @functools.cache
     def fingerprint(self) -> str:
         """SHA-256 (16 hex digits) of every test file's bytes and of how test inputs are made."""

@@ -41,6 +41,12 @@ class DataSource(Protocol):
     def fingerprint(self) -> str:
         """Content hash of the test split (and how training data is made)."""
 
+    def test_manifest(self) -> list[dict[str, str]]:
+        """One row per test image: task, image name, degraded input and target (paths or how they are made)."""
+
+    def training_manifest(self) -> list[dict[str, str]]:
+        """Rows like test_manifest's for the images training crops are drawn from."""
+
 
 def training_sample(setting, task_indices: list[int], views: list[np.ndarray], clean: np.ndarray) -> dict[str, torch.Tensor]:
     """The tensors of one training sample: degraded views of one clean patch, with their labels.

@@ -251,6 +251,9 @@ def evaluate_released(request: ReleasedRequest, explicit_uri: str | None = None)
     print(f"MLflow run {run_id} ({run_name}) in {uri}", flush=True)
     status = "FAILED"
     try:
+        from harness.runs.datasets import log_datasets
+
+        log_datasets(mlflow, run_id, prepared.data, prepared.data.fingerprint(), train=False)  # nothing was trained
         metrics = _score(mlflow, run_id, prepared)
         status = "FINISHED"
     except KeyboardInterrupt:

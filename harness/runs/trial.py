@@ -20,6 +20,7 @@ from ray import tune
 from harness.runs import tracking
 from harness.runs.checkpoints import WEIGHTS, load_checkpoint, save_checkpoint, save_weights
 from harness.runs.config import RunConfig
+from harness.runs.datasets import log_datasets
 from harness.data import open_data
 from harness.scoring.efficiency import EfficiencyConfig, measure
 from harness.scoring.evaluation import evaluate
@@ -107,6 +108,8 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
     lead = ray_api.rank == 0
     # one process only: the workers of a data-parallel trial would have to agree on the step
     stop_requested = stop_poller(mlflow, run_id) if ray_api.world == 1 else None
+    if lead:  # the run's data as MLflow inputs; the test set's digest is the fingerprint it was tagged with
+        log_datasets(mlflow, run_id, data, mlflow.get_run(run_id).data.tags["data_fingerprint"])
 
     start_step, optimizer_state = 0, None
     checkpoint = ray_api.get_checkpoint()
