@@ -69,6 +69,7 @@ def _nafnet_job(rank, world):
     return model_state("nafnet", PROFILE, rank, world, DataParallel())
 
 
+@pytest.mark.slow  # spawns two processes
 def test_two_ddp_workers_take_the_step_one_process_takes(tmp_path):
     one = model_state("nafnet", PROFILE)
     two = run_two_workers(_nafnet_job, tmp_path)
@@ -84,6 +85,7 @@ def _daair_job(rank, world):
     return model_state("daair", profile, rank, world, DataParallel())
 
 
+@pytest.mark.slow  # spawns two processes
 def test_routing_model_with_unused_experts_trains_on_two_workers(tmp_path):
     """DaAIR's top-k routing leaves experts without gradients; DDP is told so and does not fail."""
     two = run_two_workers(_daair_job, tmp_path)
@@ -97,6 +99,7 @@ def _airnet_job(rank, world):
     return model_state("airnet", profile, rank, world, DataParallel())
 
 
+@pytest.mark.slow  # spawns two processes
 def test_staged_model_trains_on_two_workers(tmp_path):
     """AirNet's warm-up trains the encoder only; the frozen restorer is left out of DDP's buckets.
 
@@ -137,6 +140,7 @@ def _accumulate_2(rank, world):
     return _counting_job(2)(rank, world)
 
 
+@pytest.mark.slow  # spawns two processes
 def test_accumulated_micro_batches_sync_once_per_optimiser_step(tmp_path):
     plain = run_two_workers(_accumulate_1, tmp_path / "a1")
     accumulated = run_two_workers(_accumulate_2, tmp_path / "a2")
