@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from leaderboards.artifacts import per_image_metrics
 from leaderboards.bootstrap import PerImage, paired_difference, run_intervals
 from leaderboards.reported import METRICS, reported_rows, reported_settings, reported_tasks
-from leaderboards.runs import EMBEDDED, RELEASED, TRAINED, finished_runs, pick_runs, run_table
+from leaderboards.runs import EMBEDDED, OUTPUTS, RELEASED, TRAINED, finished_runs, pick_runs, run_table
 
 SOURCES = ("all", "reported", "reproduced")
 
@@ -95,12 +95,13 @@ def _with_leads(board: pd.DataFrame, tasks: list[str], per_image: dict[str, PerI
 def _caveat(row: dict[str, Any]) -> str:
     """Why a reproduced row is not comparable with a paper's number ('' when it is).
 
-    Released weights are the authors' own configuration, so only their test data can disqualify them.
+    Released weights and restored images are the authors' own configuration, so only their test data can
+    disqualify them.
     """
     reasons = []
     if row["data_source"] == EMBEDDED:
         reasons.append("scored on the embedded synthetic suite, not the paper's test sets")
-    if row.get("entry") != RELEASED and row["variant"] != "paper":
+    if row.get("entry") not in (RELEASED, OUTPUTS) and row["variant"] != "paper":
         reasons.append(f"variant '{row['variant']}', not the paper's configuration")
     return "; ".join(reasons)
 

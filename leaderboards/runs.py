@@ -5,8 +5,9 @@ the harness after a successful evaluation) are read. Of a sweep (`harness sweep`
 chosen by validation PSNR (tag `sweep_best`) appears, like a submitted run. Runs are ranked only
 against runs scored on the same test images: one ranking per data fingerprint, so runs on the
 embedded synthetic suite are never ranked together with runs on real data. The authors' released
-weights (`harness evaluate`, tag `entry=released-weights`) are ranked with the runs trained here,
-marked in the `entry` column.
+weights (`harness evaluate`, tag `entry=released-weights`) and restored-image entries
+(`harness evaluate --outputs`, tag `entry=outputs`) are ranked with the runs trained here, marked in
+the `entry` column.
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ PICKS = ("best", "latest")
 EMBEDDED = "embedded"
 TRAINED = "trained"  # the entry of a run the harness trained (no `entry` tag)
 RELEASED = "released-weights"  # the `entry` tag of `harness evaluate`: the authors' released weights, not trained here
+OUTPUTS = "outputs"  # the `entry` tag of `harness evaluate --outputs`: a method's restored images, no model run here
 
 
 def entry_of(tags: dict[str, str]) -> str:
-    """What a run's row stands for: 'trained' (by the harness) or 'released-weights' (the authors' file)."""
+    """What a run's row stands for: 'trained' (by the harness), 'released-weights' or 'outputs' (restored images)."""
     return tags.get("entry") or TRAINED
 
 

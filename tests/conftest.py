@@ -137,11 +137,11 @@ class LoopbackRayCluster:
                 return pid
         raise RuntimeError("the worker node's raylet is not running")
 
-    def popen(self, args: list[str], home: Path) -> subprocess.Popen:
-        """Start `harness ARGS` inside the cluster's namespace, with its state in `home`."""
+    def popen(self, args: list[str], home: Path, **env: str) -> subprocess.Popen:
+        """Start `harness ARGS` inside the cluster's namespace, with its state in `home` (and extra `env`)."""
         command = ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", HARNESS, *args]
-        return subprocess.Popen(command, env=self.env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=home)
+        return subprocess.Popen(command, env={**self.env(home), **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=home)
 
     def stop(self) -> None:
         """End every process of the cluster by PID: SIGTERM, then SIGKILL for those still there."""

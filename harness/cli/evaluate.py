@@ -1,4 +1,4 @@
-"""`harness evaluate`: score the authors' released weights on a setting, with no training, and rank them."""
+"""`harness evaluate`: score the authors' released weights, or a folder of restored images, on a setting and rank them."""
 from __future__ import annotations
 
 import argparse
@@ -34,8 +34,10 @@ def parse_public_args(pairs: list[str]) -> dict[str, Any]:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    complete(p.add_argument("--model", required=True, help="a zoo model with a released-weights adapter"),
-             model_names)
+    complete(p.add_argument("--model", help="a zoo model with a released-weights adapter"), model_names)
+    p.add_argument("--outputs", metavar="DIR", help="instead of --model: a folder of restored images "
+                                                    "<task>/<image>.png (the names `harness data export` writes)")
+    p.add_argument("--name", help="with --outputs: the method's name on the leaderboard")
     p.add_argument("--weights", metavar="FILE", help="the authors' released checkpoint (.pth, .ckpt, .safetensors)")
     p.add_argument("--estimator-weights", metavar="FILE",
                    help="hyperres: the level estimator's file (noise_detect.pth)")
@@ -57,9 +59,15 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or a local SQLite store)")
 
 
-@command("evaluate", "score an author-released checkpoint on a setting (no training; MLflow)", _arguments)
+@command("evaluate", "score an author-released checkpoint or a folder of restored images (no training; MLflow)",
+         _arguments)
 def run(args: argparse.Namespace) -> int:
-    """Evaluate released weights, record the run, and print the setting's leaderboard."""
+    """Evaluate released weights or restored images, record the run, and print the setting's leaderboard."""
+    if args.outputs is not None or args.name is not None:
+        return _outputs(args)
+    if not args.model:
+        raise ValueError("harness evaluate needs --model M --weights FILE (released weights) "
+                         "or --outputs DIR --name NAME (restored images)")
     from harness.runs.released import ReleasedRequest, evaluate_released
 
     request = ReleasedRequest(model=args.model, weights=args.weights, setting=args.setting,
@@ -68,4 +76,18 @@ def run(args: argparse.Namespace) -> int:
                               tile=args.tile, tile_overlap=args.tile_overlap, blind=args.blind,
                               efficiency_size=args.efficiency_size)
     print_result(evaluate_released(request, args.tracking_uri), args.setting)
+    return 0
+
+
+def _outputs(args: argparse.Namespace) -> int:
+    """`--outputs DIR --name NAME`: score a method's restored images and rank them."""
+    from harness.runs.outputs import OutputsRequest, evaluate_outputs
+
+    if args.model or args.weights:
+        raise ValueError("--outputs scores restored images: give it without --model/--weights")
+    if not args.outputs or not args.name:
+        raise ValueError("harness evaluate --outputs DIR needs --name NAME (the method's name), and --name needs --outputs")
+    request = OutputsRequest(outputs=args.outputs, name=args.name, setting=args.setting, data_root=args.data_root,
+                             metrics=tuple(metric_names(args.metrics)))
+    print_result(evaluate_outputs(request, args.tracking_uri), args.setting)
     return 0

@@ -18,7 +18,9 @@ from harness.data import open_data
 from harness.runs.environment import git_commit, package_versions
 
 
-STOP_GRACE_S = 60  # how long an interrupted trial may take to checkpoint its current step
+# How long an interrupted trial may take to checkpoint its current step before the driver stops
+# it from its last periodic checkpoint; a cluster whose checkpoints take longer can raise it.
+STOP_GRACE_S = float(os.environ.get("RESTORATION_BENCH_STOP_GRACE_S", "60"))
 
 
 class RunFailedError(RuntimeError):
@@ -143,7 +145,7 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
                     os.kill(os.getpid(), signal.SIGUSR1)
                     return
                 on_stop()  # the trial sees its run KILLED, checkpoints the step it finished and stops
-                print(f"[submit] stopping: the trial saves its current step (up to {STOP_GRACE_S} s; "
+                print(f"[submit] stopping: the trial saves its current step (up to {STOP_GRACE_S:g} s; "
                       "signal again to stop at once from the last checkpoint)", flush=True)
                 timers.append(threading.Timer(STOP_GRACE_S, os.kill, (os.getpid(), signal.SIGUSR1)))
                 timers[0].daemon = True
