@@ -1,5 +1,6 @@
 """Real benchmark trees: layout, validation by `harness data check`, fixed test noise, fingerprints,
 and `harness submit --data-root` on a tree built from real photographs."""
+import json
 import shutil
 
 import numpy as np
@@ -133,3 +134,28 @@ def test_submit_trains_and_evaluates_on_a_real_tree(tree, harness_home):
     broken = run_harness(["submit", "--model", "nafnet", "--setting", "three_deg", "--data-root", str(tree)],
                          harness_home, timeout=120)
     assert broken.returncode == 2 and "SOTS-outdoor is missing" in broken.stderr
+
+
+@pytest.mark.slow
+def test_a_crashing_run_is_retried_max_failures_times_then_failed_and_off_the_board(tree, harness_home):
+    """README: a crashed run is retried from its checkpoint `--max-failures` times, then FAILED, never ranked.
+
+    Training photos that cannot be decoded crash every attempt the same way; with --max-failures 2
+    Ray Tune runs the trial three times (its error.txt records each failure).
+    """
+    broken = sorted(p for p in (tree / "Train").rglob("*") if p.is_file())
+    for path in broken:  # every training file, so the first sample of every attempt hits one
+        path.write_bytes(path.read_bytes()[:40])
+    result = run_harness(["submit", "--model", "nafnet", "--setting", "three_deg", "--profile", "smoke", "--steps", "4",
+                          "--efficiency-size", "0", "--data-root", str(tree), "--max-failures", "2"], harness_home)
+    assert result.returncode != 0
+    named = [p.name for p in broken if p.name in result.stderr]
+    assert named, result.stderr[-3000:]  # the error names the file it could not read
+    client = MlflowClient(f"sqlite:///{harness_home / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("restoration-bench/three_deg").experiment_id])
+    assert run.info.status == "FAILED" and any(name in run.data.tags["error"] for name in named)
+    errors = list((harness_home / "ray_results" / f"submit-{run.info.run_id}").rglob("error.txt"))
+    assert len(errors) == 1 and errors[0].read_text().count("Failure #") == 3  # the first try and 2 retries
+    board = run_harness(["leaderboard", "--setting", "three_deg", "--format", "json"], harness_home)
+    assert not [r for r in json.loads(board.stdout)["rows"] if r.get("run_id") == run.info.run_id]
+    assert not [r for r in json.loads(board.stdout)["rows"] if r["source"] == "reproduced"]

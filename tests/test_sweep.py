@@ -338,6 +338,29 @@ def test_a_second_ctrl_c_stops_at_once_when_the_trial_cannot_answer(cluster, tmp
     assert "psnr/avg" not in trial.data.metrics
 
 
+@pytest.mark.slow
+@needs_namespace
+def test_one_ctrl_c_stops_after_the_grace_time_when_the_trial_cannot_answer(cluster, tmp_path):
+    """README: without a second Ctrl+C the driver stops the silent trial once the grace time is over
+    (RESTORATION_BENCH_STOP_GRACE_S, 60 s by default; 8 s here)."""
+    args = ["sweep", *TINY, "--steps", "400", "--scheduler", "fifo", "--no-default-space", "--space", "lr=0.001",
+            "--num-samples", "1", "--address", cluster.address, "--workers-per-trial", "2", "--cpus-per-trial", "1.98"]
+    proc = cluster.popen(args, tmp_path, RESTORATION_BENCH_STOP_GRACE_S="8")
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "ray_results").glob("sweep-*/train/*/checkpoint_*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:] if proc.poll() is not None else "timeout"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    first = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    stopped_after = time.monotonic() - first
+    assert proc.returncode == 130, out[-2000:] + err[-3000:]
+    assert "up to 8 s" in out + err
+    assert 8 <= stopped_after < 60, stopped_after  # the grace timer, well before the default 60 s
+    parent, (trial,) = sweep_runs(tmp_path)
+    assert parent.info.status == "KILLED" and trial.info.status == "KILLED"
+
+
 # ----------------------------------------------------------------------------- interrupted sweep
 
 

@@ -73,7 +73,14 @@ def _run_stage_trial(stage: str, space: dict, name: str, cluster: ClusterOptions
         run_config=tune.RunConfig(name=name, storage_path=str(experiment_path(name).parent),
                                   failure_config=tune.FailureConfig(max_failures=cluster.max_failures), verbose=0),
     )
-    (result,) = tuner.fit()
+    handled = threading.current_thread() is threading.main_thread()
+    if handled:  # Tune never removes the SIGUSR1 handler of an earlier stage's fit: a stop sent to it is lost
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    try:
+        (result,) = tuner.fit()
+    finally:
+        if handled:
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # outside a fit, a stop interrupts the driver itself
     if result.error is not None:
         raise RunFailedError(f"stage '{stage}': {_error_summary(result.error)}")
     if result.metrics.get("phase") != "done":
@@ -85,8 +92,8 @@ def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions, on_
              stopping: threading.Event | None = None) -> dict[str, float]:
     """Run every unfinished stage of pipeline `parent` in order; the ADS model's metrics.
 
-    `on_sigterm` is (re)installed as the SIGTERM handler once Ray has started, since ray.init
-    installs its own handler, which would end the driver without recording anything. Once
+    `on_sigterm` is (re)installed as the SIGINT and SIGTERM handler once Ray has started, since
+    ray.init installs its own handler, which would end the driver without recording anything. Once
     `stopping` is set no further stage starts.
     """
     import ray
@@ -124,7 +131,8 @@ def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions, on_
                              include_dashboard=False, configure_logging=False)
                 started = True
                 if on_sigterm is not None:
-                    signal.signal(signal.SIGTERM, on_sigterm)
+                    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+                        signal.signal(stop_signal, on_sigterm)
             space = {"run": dataclasses.asdict(run), "tracking_uri": uri, "run_id": child_id, "inputs": dict(inputs)}
             begin = time.monotonic()
             try:
@@ -152,15 +160,19 @@ def _track(mlflow, parent: str, uri: str, run: RunConfig, cluster: ClusterOption
     status = "FAILED"
     forward = threading.current_thread() is threading.main_thread()
     stopping = threading.Event()
-    if forward:  # SIGTERM -> SIGINT: Tune stops a running stage cleanly; between stages it interrupts
+    if forward:  # Ctrl+C or SIGTERM: Tune stops a running stage at its next report; between stages, stop here
 
         def stop(signum, frame):
-            stopping.set()
-            tracking.set_tags(mlflow, parent, {"error": f"interrupted; {resume_hint}"})
-            mlflow.set_terminated(parent, "KILLED")
-            os.kill(os.getpid(), signal.SIGINT)
+            if not stopping.is_set():
+                stopping.set()
+                tracking.set_tags(mlflow, parent, {"error": f"interrupted; {resume_hint}"})
+                mlflow.set_terminated(parent, "KILLED")
+            if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):  # no stage's fit is running
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGUSR1)  # the running fit's own handler: it stops the stage's trial
 
-        previous = signal.signal(signal.SIGTERM, stop)
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl+C is ours too; Tune keeps SIGUSR1
     try:
         metrics = _execute(run, parent, uri, cluster, stop if forward else None, stopping)
         status = "FINISHED"
@@ -173,7 +185,9 @@ def _track(mlflow, parent: str, uri: str, run: RunConfig, cluster: ClusterOption
         raise RunFailedError(f"ADS pipeline {parent} failed: {_error_summary(err)}; {resume_hint}") from err
     finally:
         if forward:
-            signal.signal(signal.SIGTERM, previous)
+            for stop_signal, handler in previous.items():
+                signal.signal(stop_signal, handler)
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         mlflow.set_terminated(parent, status)
     tracking.log_metrics(mlflow, parent, metrics, step=run.resolved_profile().steps)
     experiment = mlflow.get_run(parent).info.experiment_id
