@@ -37,6 +37,18 @@ def run_url(experiment_id: str, run_id: str) -> str:
     return f"{mlflow_ui()}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def model_url(experiment_id: str, model_id: str) -> str:
+    """Link to a logged model (an MLflow 3 LoggedModel) in the MLflow UI."""
+    return f"{mlflow_ui()}/#/experiments/{experiment_id}/models/{model_id}"
+
+
+def version_url(name: str, version: str) -> str:
+    """Link to a version of a registered model in the MLflow UI."""
+    from urllib.parse import quote
+
+    return f"{mlflow_ui()}/#/models/{quote(name, safe='')}/versions/{version}"
+
+
 def store_exists(uri: str) -> bool:
     """False for a SQLite store whose file is missing (nothing to read); True for anything else."""
     if not uri.startswith("sqlite:///"):
@@ -60,10 +72,11 @@ def all_settings() -> list[str]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def board(uri: str, setting: str, pick: str = "best", profiles: tuple[str, ...] | None = None,
-          data_sources: tuple[str, ...] | None = None) -> Board:
-    """The setting's board (every source) from the store at `uri`, runs filtered by profile and data source."""
+          data_sources: tuple[str, ...] | None = None, view: str | None = None) -> Board:
+    """The setting's board (every source) from the store at `uri`, runs filtered by profile and data source,
+    ranked under the protocol view `view` (rgb, y or matlab; None: the setting's own)."""
     return build_board(setting, uri if store_exists(uri) else None, source="all", pick=pick, profile=profiles,
-                       data_source=data_sources)
+                       data_source=data_sources, view=view)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -103,6 +116,33 @@ def run_record(uri: str, run_id: str) -> dict[str, Any]:
             "status": run.info.status, "start_time": run.info.start_time, "end_time": run.info.end_time,
             "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
             "params": dict(run.data.params), "metrics": dict(run.data.metrics)}
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def run_models(uri: str, run_id: str, evaluated_id: str | None = None) -> list[dict[str, Any]]:
+    """The MLflow models of a run: those it logged (`harness submit`) and the one it evaluated (`evaluated_id`,
+    the `logged_model.id` tag of `harness evaluate --weights runs:/...`), each with its registered versions."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
+    run = client.get_run(run_id)
+    ids = [(o.model_id, "logged") for o in (run.outputs.model_outputs if run.outputs else [])]
+    if evaluated_id:
+        ids.append((evaluated_id, "evaluated"))
+    found = []
+    for model_id, role in ids:
+        try:
+            model = client.get_logged_model(model_id)
+            # a search leaves out the aliases (MLflow 3.17): each version is read once more for them
+            versions = [client.get_model_version(v.name, v.version)
+                        for v in client.search_model_versions(f"run_id = '{model.source_run_id}'")]
+        except MlflowException:  # deleted, or a store that does not keep logged models
+            continue
+        found.append({"model_id": model_id, "name": model.name, "role": role, "experiment_id": model.experiment_id,
+                      "source_run": model.source_run_id,
+                      "versions": [(v.name, str(v.version), sorted(v.aliases)) for v in versions
+                                   if getattr(v, "model_id", None) in (None, model_id)]})
+    return found
 
 
 @st.cache_data(ttl=300, show_spinner=False)

@@ -9,6 +9,7 @@ from typing import Callable
 import pandas as pd
 
 from leaderboards.board import Board
+from leaderboards.views import moved
 
 
 def _ci(low: float, high: float, digits: int) -> str:
@@ -40,11 +41,20 @@ def ranking_tables(board: Board, run_url: Callable[[str, str], str]) -> dict[str
             cells["lead over next (dB)"] = None if pd.isna(lead) else lead
             cells["lead 95% CI"] = _ci(row.get("lead/ci_low"), row.get("lead/ci_high"), 2)
             cells["lead clear of noise"] = None if pd.isna(lead) else bool(row["lead/clear"])
+            cells["rank change"] = row.get("rank_change") or ""  # e.g. "Y: +2": places gained under the other view
             cells["MLflow run"] = run_url(row["experiment_id"], row["run_id"])
             cells["run id"] = row["run_id"]
             rows.append(cells)
         tables[ranking] = pd.DataFrame(rows)
     return tables
+
+
+def mark_rank_changes(frame: pd.DataFrame, colour: str = "#fff3bf"):
+    """The ranking table as a Styler whose rows that change place between the views are highlighted."""
+    def row_style(row: pd.Series) -> list[str]:
+        return [f"background-color: {colour}" if moved(row.get("rank change", "")) else ""] * len(row)
+
+    return frame.style.apply(row_style, axis=1)
 
 
 def reported_table(board: Board) -> pd.DataFrame:
@@ -57,6 +67,7 @@ def reported_table(board: Board) -> pd.DataFrame:
         for task in board.tasks:
             cells[f"PSNR {task}"] = row[f"psnr/{task}"]
             cells[f"SSIM {task}"] = row[f"ssim/{task}"]
+        cells["view"] = row.get("view") or "not stated"  # the colour space the paper says it scored in
         cells["note"] = row["note"]
         rows.append(cells)
     return pd.DataFrame(rows)

@@ -17,6 +17,7 @@ VARIANTS = ("paper", "tiny")
 
 def _describe_zoo() -> dict[str, dict[str, Any]]:
     from zoo import MODELS, model_config, parameter_count
+    from zoo.plugins import plugin_of
 
     # every named configuration: paper and tiny, plus any other a model registers (res_hair's "code")
     return {name: {"summary": MODELS.get(name).summary, "source": MODELS.get(name).source,
@@ -24,7 +25,7 @@ def _describe_zoo() -> dict[str, dict[str, Any]]:
                    # as MLflow holds params: str() of each field, so a run's params compare as text
                    "config": {v: {k: str(x) for k, x in flatten(dataclasses.asdict(model_config(name, v))).items()}
                               for v in _variants(MODELS.get(name).configs)}}
-            for name in MODELS}
+            for name in MODELS if plugin_of(name) is None}  # plug-ins change without the zoo: never cached
 
 
 def _variants(configs: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from leaderboards.artifacts import per_image_metrics
 from leaderboards.bootstrap import PerImage, paired_difference, run_intervals
 from leaderboards.reported import METRICS, reported_rows, reported_settings, reported_tasks
+from leaderboards.views import RANK_CHANGE, rank_changes, rescore_protocol, resolve_view, view_per_image
 from leaderboards.runs import EMBEDDED, OUTPUTS, RELEASED, TRAINED, finished_runs, pick_runs, run_table
 
 SOURCES = ("all", "reported", "reproduced")
@@ -35,6 +36,8 @@ class Board:
     reported: pd.DataFrame
     differences: pd.DataFrame
     per_image: dict[str, PerImage] = field(default_factory=dict)  # run id -> per-image metrics
+    view: str = "rgb"  # the protocol view ranked on (leaderboards/views.py)
+    missing_view: str = ""  # the command that adds the view, when finished runs exist but none holds it
 
 
 def setting_tasks(name: str) -> tuple[list[str], int | None]:
@@ -139,23 +142,25 @@ def _as_set(value: str | Collection[str] | None) -> set[str] | None:
 
 def build_board(setting: str, tracking_uri: str | None, source: str = "all", pick: str = "best",
                 profile: str | Collection[str] | None = None,
-                data_source: str | Collection[str] | None = None) -> Board:
+                data_source: str | Collection[str] | None = None, view: str | None = None) -> Board:
     """The leaderboard of `setting` from the MLflow store at `tracking_uri` (None: none) and the reported tables.
 
     `source` is all, reported or reproduced; `profile` keeps only runs of that profile (or those
     profiles); `data_source` keeps only runs of those data sources ('embedded', a data root, or
     'real' for every data root). The filters apply before a run is picked for its model.
+    `view` (rgb, y or matlab; default: the setting's own protocol) chooses the scores ranked on.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got '{source}'")
     tasks, version = setting_tasks(setting)
+    shown = resolve_view(setting, view)
     reported = reported_rows(setting if source != "reproduced" else "", tasks)
     per_image: dict[str, PerImage] = {}
     runs = []
     if source != "reported" and tracking_uri is not None:
         client = MlflowClient(tracking_uri)
         runs = finished_runs(client, setting)
-    frame = run_table(runs, tasks, version)
+    frame = run_table(runs, tasks, version, view=shown.prefix)
     profiles, sources = _as_set(profile), _as_set(data_source)
     if profiles is not None and not frame.empty:
         frame = frame[frame["profile"].isin(profiles)]
@@ -163,8 +168,13 @@ def build_board(setting: str, tracking_uri: str | None, source: str = "all", pic
         real = frame["data_source"] != EMBEDDED
         frame = frame[frame["data_source"].isin(sources) | (real & ("real" in sources))]
     reproduced = pick_runs(frame, tasks, pick)
+    missing = ""
+    if reproduced.empty and not frame.empty and shown.prefix:  # runs there, none scored in this view yet
+        missing = f"harness rescore --setting {setting} --protocol {rescore_protocol(setting, shown.name)}"
+    reproduced[RANK_CHANGE] = rank_changes(reproduced, shown)
     if not reproduced.empty:
-        per_image = {r: s for r in reproduced["run_id"] if (s := per_image_metrics(client, r)) is not None}
+        per_image = {r: s for r in reproduced["run_id"]
+                     if (s := view_per_image(per_image_metrics(client, r), shown.prefix)) is not None}
     reproduced = _with_leads(_with_intervals(reproduced, tasks, per_image), tasks, per_image)
     return Board(setting, version, tasks, source, pick, reproduced, reported,
-                 differences(reproduced, reported, tasks), per_image)
+                 differences(reproduced, reported, tasks), per_image, shown.name, missing)

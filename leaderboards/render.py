@@ -43,6 +43,12 @@ def _difference_records(board: Board, run_id: str) -> list[dict[str, Any]]:
              "tasks": {t: _scores(r, t, True) for t in board.tasks}} for r in rows]
 
 
+def view_records(views: dict[str, dict[str, float]] | None, tasks: list[str]) -> dict[str, Any]:
+    """Every view a run holds, by metric prefix ('' : the setting's own protocol), as average and per-task scores."""
+    return {prefix.rstrip("/") or "own": {"average": _scores(cols, "avg", False), "tasks": {t: _scores(cols, t, False) for t in tasks}}
+            for prefix, cols in (views or {}).items()}
+
+
 def board_records(board: Board) -> dict[str, Any]:
     """The board as a JSON-ready dict: reproduced rows (ranked per ranking), then reported rows (cited)."""
     rows = []
@@ -62,15 +68,17 @@ def board_records(board: Board) -> dict[str, Any]:
             "macs_input": row["macs_input"] if isinstance(row["macs_input"], str) else None,
             "latency_ms": _num(row["latency_ms"]),
             "lead_over_next": lead, "vs_reported": _difference_records(board, row["run_id"]),
+            "rank_change": row.get("rank_change") or None, "views": view_records(row.get("views"), board.tasks),
         })
     for row in board.reported.to_dict("records"):
         rows.append({
             "source": "reported", "citation": row["citation"], "paper": row["paper"], "table": row["table"],
             "method": row["method"], "model": row["model"], "rank": None, "run_id": None,
-            "params": _num(row["params"]), "note": row["note"],
+            "params": _num(row["params"]), "note": row["note"], "view": row.get("view", "not stated"),
             "average": _scores(row, "avg", False), "tasks": {t: _scores(row, t, False) for t in board.tasks},
         })
     return {"setting": board.setting, "version": board.version, "source": board.source, "pick": board.pick,
+            "view": board.view,
             "tasks": board.tasks, "confidence": "95% percentile bootstrap over test images (2000 resamples, seed 0)",
             "rankings": list(dict.fromkeys(board.reproduced["ranking"])), "rows": rows}
 
@@ -90,10 +98,10 @@ def board_frame(board: Board) -> pd.DataFrame:
     values = _value_columns(board.tasks, True)
     head = ["rank", "model", "variant", "source", "entry", "ranking", "citation", "method", "profile", "data_source"]
     tail = ["params", "params_source", "macs", "macs_input", "latency_ms", "lead/over", "lead/psnr", "lead/ci_low", "lead/ci_high",
-            "lead/clear", "comparable", "run_id", "data_fingerprint", "note"]
+            "lead/clear", "comparable", "run_id", "data_fingerprint", "note", "rank_change", "view"]
     parts = []
-    if not board.reproduced.empty:
-        parts.append(board.reproduced.assign(source="reproduced"))
+    if not board.reproduced.empty:  # reproduced numbers are those of the view ranked on
+        parts.append(board.reproduced.assign(source="reproduced", view=board.view))
     if not board.reported.empty:
         parts.append(board.reported.assign(variant="paper"))
     if not board.differences.empty:
@@ -132,7 +140,9 @@ def _giga(value: Any) -> str:
 def reproduced_view(board: Board, ranking: str) -> pd.DataFrame:
     """Display cells of one ranking: mean [95% CI] per metric, efficiency and the lead over the next row."""
     rows = []
-    for row in board.reproduced[board.reproduced["ranking"] == ranking].to_dict("records"):
+    records = board.reproduced[board.reproduced["ranking"] == ranking].to_dict("records")
+    compared = any(row.get("rank_change") for row in records)  # the column shows when another view exists
+    for row in records:
         cells = {"rank": int(row["rank"]), "model": row["model"], "variant": row["variant"], "entry": row["entry"],
                  "profile": row["profile"]}
         for name in ["avg", *board.tasks]:
@@ -145,6 +155,8 @@ def reproduced_view(board: Board, ranking: str) -> pd.DataFrame:
         cells["lead over next"] = "-" if lead is None else (
             f"{lead:+.2f} [{row['lead/ci_low']:+.2f},{row['lead/ci_high']:+.2f}]"
             + ("" if row["lead/clear"] else " (within noise)"))
+        if compared:  # '-': this entry has no scores in the other view
+            cells["rank change"] = row.get("rank_change") or "-"
         cells["run"] = row["run_id"]
         rows.append(cells)
     return pd.DataFrame(rows)
@@ -156,7 +168,7 @@ def reported_view(board: Board) -> pd.DataFrame:
     for row in board.reported.to_dict("records"):
         params = _num(row["params"])
         cells = {"citation": row["citation"], "method": row["method"], "model": row["model"] or "-",
-                 "params": "-" if params is None else f"{params / 1e6:g}M"}
+                 "params": "-" if params is None else f"{params / 1e6:g}M", "view": row.get("view", "not stated")}
         for name in ["avg", *board.tasks]:
             for metric in METRICS:
                 cells[f"{metric}/{name}"] = _fmt(row.get(f"{metric}/{name}"), metric)
@@ -195,10 +207,13 @@ def board_text(board: Board, markdown: bool = False) -> str:
     version = f" v{board.version}" if board.version is not None else " (not a registered setting: reported only)"
     out = [heading(f"Leaderboard {board.setting}{version}: PSNR dB / SSIM")]
     if board.source != "reported":
-        if board.reproduced.empty:
+        if board.reproduced.empty and board.missing_view:
+            out.append(f"No finished run holds {board.view.upper()}-view scores yet; add them from the saved "
+                       f"outputs with `{board.missing_view}`.")
+        elif board.reproduced.empty:
             out.append("No finished runs of this setting in the tracking store.")
         for ranking in dict.fromkeys(board.reproduced["ranking"]):
-            out += ["", heading(f"Reproduced, ranked on {ranking}: {board.pick} run per model; "
+            out += ["", heading(f"Reproduced, ranked on {ranking}, {board.view.upper()} view: {board.pick} run per model; "
                                 "cells are mean [95% bootstrap CI over test images]"), table(reproduced_view(board, ranking))]
     if board.source != "reproduced":
         out += ["", heading("Reported in the papers (not ranked; each row cites its table)")]

@@ -17,6 +17,7 @@ import yaml
 
 REPORTED_DIR = Path(__file__).with_name("reported")
 METRICS = ("psnr", "ssim")
+NOT_STATED = "not stated"  # a table whose paper does not say which colour space it scored
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ReportedTable:
     setting: str
     caption: str
     tasks: tuple[TaskRef, ...]
+    view: str = NOT_STATED  # the protocol view (rgb | y | matlab) the paper says it scored with
 
     @property
     def citation(self) -> str:
@@ -60,14 +62,19 @@ def index() -> dict[str, Any]:
 
 def tables() -> list[ReportedTable]:
     """Every reported table, in the order of tables.yaml."""
+    from harness.public import VIEWS
+
     papers = index()["papers"]
     out = []
     for raw in index()["tables"]:
         paper = papers[raw["paper"]]
         tasks = tuple(TaskRef(k, v["test_set"], float(v["level"]) if "level" in v else None)
                       for k, v in raw["tasks"].items())
+        view = raw.get("view", NOT_STATED)
+        if view not in (*VIEWS, NOT_STATED):  # a typo would otherwise print as if the paper said it
+            raise ValueError(f"tables.yaml: table {raw['id']} has view '{view}'; expected one of {', '.join(VIEWS)}")
         out.append(ReportedTable(raw["id"], paper["short"], paper["title"], str(raw["table"]), raw["setting"],
-                                 " ".join(str(raw["caption"]).split()), tasks))
+                                 " ".join(str(raw["caption"]).split()), tasks, view))
     return out
 
 
@@ -135,6 +142,7 @@ def _values() -> pd.DataFrame:
                     "key": key, "task": "avg" if key == "avg" else names.get(key),
                     "level": ref.level if ref else None, "test_set": ref.test_set if ref else None,
                     "metric": metric, "value": float(value), "note": record.get("note") or "",
+                    "view": table.view,
                 })
     return pd.DataFrame(rows)
 
@@ -161,14 +169,14 @@ def reported_rows(setting: str, tasks: list[str] | None = None) -> pd.DataFrame:
     values = _values()
     values = values[values["setting"] == setting]
     tasks = reported_tasks(setting) if tasks is None else tasks
-    base = ["source", "citation", "paper", "table", "method", "model", "params", "note"]
+    base = ["source", "citation", "paper", "table", "method", "model", "params", "note", "view"]
     columns = [f"{m}/{t}" for t in ["avg", *tasks] for m in METRICS]
     if values.empty:
         return pd.DataFrame(columns=base + columns)
     values = values.assign(column=values["metric"] + "/" + values["task"].fillna("?" + values["key"]))
     wide = values.pivot_table(index=["table", "row"], columns="column", values="value", aggfunc="first")
     meta = values.drop_duplicates(["table", "row"]).set_index(["table", "row"])
-    frame = meta[["citation", "paper", "table_no", "method", "model", "params_m", "note"]].join(wide)
+    frame = meta[["citation", "paper", "table_no", "method", "model", "params_m", "note", "view"]].join(wide)
     order = {t.id: i for i, t in enumerate(tables())}
     frame = frame.reset_index()
     frame = frame.sort_values(["table", "row"], key=lambda c: c.map(order) if c.name == "table" else c)

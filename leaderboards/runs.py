@@ -7,7 +7,8 @@ against runs scored on the same test images: one ranking per data fingerprint, s
 embedded synthetic suite are never ranked together with runs on real data. The authors' released
 weights (`harness evaluate`, tag `entry=released-weights`) and restored-image entries
 (`harness evaluate --outputs`, tag `entry=outputs`) are ranked with the runs trained here, marked in
-the `entry` column.
+the `entry` column; runs of plug-in models (`--model-file` or an entry point, tag `plugin`) are marked
+`plugin` there.
 """
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ EMBEDDED = "embedded"
 TRAINED = "trained"  # the entry of a run the harness trained (no `entry` tag)
 RELEASED = "released-weights"  # the `entry` tag of `harness evaluate`: the authors' released weights, not trained here
 OUTPUTS = "outputs"  # the `entry` tag of `harness evaluate --outputs`: a method's restored images, no model run here
+LOGGED_MODEL = "logged-model"  # the `entry` tag of `harness evaluate --weights runs:/...|models:/...`
+PLUGIN = "plugin"  # a run the harness trained of a plug-in model (tag `plugin`: a --model-file or an entry point)
 
 
 def entry_of(tags: dict[str, str]) -> str:
-    """What a run's row stands for: 'trained' (by the harness), 'released-weights' or 'outputs' (restored images)."""
-    return tags.get("entry") or TRAINED
+    """What a run's row stands for: 'trained' (by the harness), 'plugin' (trained, a plug-in model),
+    'released-weights' or 'outputs' (restored images)."""
+    return tags.get("entry") or (PLUGIN if tags.get("plugin") else TRAINED)
 
 
 def finished_runs(client: MlflowClient, setting: str) -> list[Any]:
@@ -61,11 +65,26 @@ def ranking_label(data_source: str | None, fingerprint: str | None) -> str:
     return f"real data {data_source} ({short})"
 
 
-def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: str | None = None) -> pd.DataFrame:
-    """One row per run of setting version `version` (and `profile`, when given): tags, metrics, efficiency."""
+def run_views(metrics: dict[str, float], tasks: list[str]) -> dict[str, dict[str, float]]:
+    """Metric prefix ('' the setting's own view, 'y/', 'rgb/', 'matlab/', ...) -> that view's psnr/ssim columns."""
+    prefixes = [k[: -len("psnr/avg")] for k in metrics if k.endswith("psnr/avg")]
+    return {p: {f"{m}/{n}": metrics.get(f"{p}{m}/{n}", math.nan) for n in ["avg", *tasks] for m in ("psnr", "ssim")}
+            for p in sorted(prefixes)}
+
+
+def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: str | None = None,
+              view: str = "") -> pd.DataFrame:
+    """One row per run of setting version `version` (and `profile`, when given): tags, metrics, efficiency.
+
+    The psnr/ssim columns are those of the view whose metrics carry the prefix `view` ('' : the
+    setting's own protocol); `views` holds every view the run has.
+    """
     rows = []
+    listed = {run.info.run_id for run in runs}
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
+        if tags.get("entry") == LOGGED_MODEL and tags.get("logged_model.source_run") in listed:
+            continue  # a re-evaluation of a trained run on its own setting: that run already stands for it
         if version is not None and tags.get("setting_version") != str(version):
             continue
         if profile and tags.get("profile") != profile:
@@ -82,7 +101,8 @@ def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: s
                "start_time": run.info.start_time, "seed": tags.get("seed")}
         for name in ["avg", *tasks]:
             for metric in ("psnr", "ssim"):
-                row[f"{metric}/{name}"] = metrics.get(f"{metric}/{name}", math.nan)
+                row[f"{metric}/{name}"] = metrics.get(f"{view}{metric}/{name}", math.nan)
+        row["views"] = run_views(metrics, tasks)
         row.update(run_efficiency(row["model"], row["variant"], run.data.params, metrics))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -93,7 +113,7 @@ def board_columns(tasks: list[str]) -> list[str]:
     columns = ["rank", "model", "variant", "entry", "pick", "runs", "ranking", "psnr/avg", "ssim/avg"]
     columns += [f"{m}/{t}" for t in tasks for m in ("psnr", "ssim")]
     return columns + ["params", "params_source", "macs", "macs_input", "latency_ms", "profile", "data_source",
-                      "run_id", "data_fingerprint", "run_name", "experiment_id", "start_time"]
+                      "run_id", "data_fingerprint", "run_name", "experiment_id", "start_time", "views"]
 
 
 def pick_runs(frame: pd.DataFrame, tasks: list[str], pick: str = "best") -> pd.DataFrame:
@@ -109,6 +129,9 @@ def pick_runs(frame: pd.DataFrame, tasks: list[str], pick: str = "best") -> pd.D
         return pd.DataFrame(columns=columns)
     keys = ["ranking", "model", "variant"]
     order = ["psnr/avg", "start_time"] if pick == "best" else ["start_time"]  # ties: the latest run
+    frame = frame.dropna(subset=["psnr/avg"])  # runs without this view's scores are not ranked in it
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
     frame = frame.sort_values(order, ascending=False, kind="stable")
     counts = frame.groupby(keys).size().rename("runs")
     board = frame.drop_duplicates(keys).join(counts, on=keys)

@@ -1,6 +1,8 @@
 """Shared fixtures: run the `harness` CLI the way a user does, with Ray kept on loopback."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import signal
@@ -33,6 +35,33 @@ def run_harness(args: list[str], home: Path, timeout: float = 900) -> subprocess
         quoted = " ".join(f"'{a}'" for a in command)
         command = ["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {quoted}"]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=home)
+
+
+def harness_main(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    """Run `harness ARGS` in this process (the console script's own `main`), with its state in `home`.
+
+    For commands refused before any model, Ray or MLflow work starts: the same code path as
+    `run_harness` without the 5-7 s of starting Python and importing torch and MLflow per call.
+    """
+    from harness.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in ("RESTORATION_BENCH_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["RESTORATION_BENCH_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(["harness", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

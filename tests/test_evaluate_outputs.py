@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_harness
+from conftest import harness_main, run_harness
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -53,8 +53,7 @@ def restored(exported, tmp_path) -> Path:
 
 def refused(home: Path, folder: Path) -> str:
     """`harness evaluate --outputs FOLDER` must exit 2 with one line on stderr and record nothing."""
-    result = run_harness(["evaluate", "--outputs", str(folder), "--name", "mine", "--setting", SETTING], home,
-                         timeout=300)
+    result = harness_main(["evaluate", "--outputs", str(folder), "--name", "mine", "--setting", SETTING], home)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -165,3 +164,27 @@ def test_a_trained_runs_restored_outputs_score_as_the_run_within_a_hundredth_of_
                    for key in run.data.metrics if key.startswith("psnr/")}
     print("PSNR of the 8-bit outputs minus the run's own:", differences)
     assert max(abs(d) for d in differences.values()) <= 0.01, differences
+
+
+def test_outputs_and_plugin_rows_are_marked_on_the_board_and_in_the_dashboard_tables(tmp_path):
+    """Logged with the tags `harness evaluate --outputs` and a plug-in run carry (the scores are identity's)."""
+    from mlflow_runs import bench_home, evaluation, log_run
+
+    from dashboards.tables import ranking_tables
+    from leaderboards.board import build_board
+    from leaderboards.render import board_records
+    from leaderboards.runs import PLUGIN
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with bench_home(tmp_path):
+        trained = log_run(uri, "derain", "identity", evaluation("derain", "identity"))
+        outputs = log_run(uri, "derain", "identity", evaluation("derain", "identity"),
+                          extra_tags={"entry": OUTPUTS, "model": "MyMethod", "variant": "outputs", "profile": "outputs"})
+        plugin = log_run(uri, "derain", "identity", evaluation("derain", "identity"), variant="paper",
+                         extra_tags={"plugin": "file", "model": "tiny_rescnn"})
+    board = build_board("derain", uri)
+    rows = {r["run_id"]: r for r in board_records(board)["rows"] if r["source"] == "reproduced"}
+    assert rows[outputs]["entry"] == OUTPUTS and rows[plugin]["entry"] == PLUGIN and rows[trained]["entry"] == "trained"
+    assert len({rows[i]["ranking"] for i in (trained, outputs, plugin)}) == 1
+    (table,) = ranking_tables(board, lambda run_id, experiment: "").values()
+    assert sorted(table["entry"]) == sorted([OUTPUTS, PLUGIN, "trained"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_harness
+from conftest import harness_main, run_harness
 from mlflow.tracking import MlflowClient
 from mlflow_runs import bench_home, evaluation, log_run
 from released import meta, released_state, write_released
@@ -43,7 +43,7 @@ def recorded_runs(home: Path) -> list:
 
 def refused(home: Path, args: list[str]) -> str:
     """Run `harness evaluate ARGS`; it must exit 2 with exactly one line on stderr and record nothing."""
-    result = run_harness(["evaluate", *args], home, timeout=300)
+    result = harness_main(["evaluate", *args], home)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

@@ -150,7 +150,7 @@ def test_cli_markdown_and_csv_of_reported_rows(capsys, tmp_path):
     assert main(["leaderboard", "--setting", "derain", "--source", "reported", "--format", "markdown",
                  "--tracking-uri", uri]) == 0
     text = capsys.readouterr().out
-    assert "| HAIR Tab. 3b | Res-HAIR (ours) | res_hair | - | - | - | 39.00 | 0.985 |" in text
+    assert "| HAIR Tab. 3b | Res-HAIR (ours) | res_hair | - | rgb | - | - | 39.00 | 0.985 |" in text
     assert main(["leaderboard", "--setting", "derain", "--source", "reported", "--format", "csv", "--tracking-uri", uri]) == 0
     frame = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert list(frame.columns[:3]) == ["rank", "model", "variant"] and len(frame) == 9

@@ -36,9 +36,10 @@ __all__ = sorted(_EXPORTS)
 
 
 def load_models() -> None:
-    """Import every model module, so that the registry holds every model."""
+    """Import every model module, then the installed plug-ins (entry-point group restoration_bench.models)."""
     for name in MODEL_MODULES:
         importlib.import_module(f"zoo.{name}")
+    importlib.import_module("zoo.plugins").load_entry_points()
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,9 @@ class UnknownNameError(LookupError):
     def __str__(self) -> str:  # LookupError would otherwise quote the message
         return self.args[0]
 
+    def __reduce__(self):  # copy and pickle (Ray copies a trial's error) call __init__ with these arguments
+        return type(self), (self.kind, self.name, self.valid)
+
 
 class Registry(Generic[T]):
     """A named collection filled by a decorator (the timm pattern)."""

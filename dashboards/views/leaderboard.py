@@ -3,6 +3,7 @@ import streamlit as st
 
 from dashboards import data, tables
 from dashboards.text import escape
+from leaderboards.views import available_views
 
 
 def number_formats(frame, link=False):
@@ -33,20 +34,31 @@ shown = left.multiselect("Source", ["reproduced", "reported"], default=["reprodu
 chosen_profiles = middle.multiselect("Profile", profiles, default=profiles)
 chosen_sources = right.multiselect("Data source", sources, default=sources)
 pick = last.radio("Run standing for a model", ["best", "latest"], horizontal=True)
-board = data.board(uri, setting, pick, tuple(chosen_profiles), tuple(chosen_sources))
+# the protocol view ranked on: the setting's own first, then its colour twin and matlab (after `harness rescore`)
+views = available_views(setting)
+view = st.radio("Protocol view", views, horizontal=True, format_func=str.upper, key=f"view-{setting}",
+                help="RGB: PSNR/SSIM over the colour channels; Y: on BT.601 luma; MATLAB: luma rounded to 8 bits, "
+                     "MATLAB's SSIM. Rows whose rank differs under the other colour view are highlighted.") if views else None
+board = data.board(uri, setting, pick, tuple(chosen_profiles), tuple(chosen_sources), view)
 
 if "reproduced" in shown:
     if runs.empty:
         st.info(f"No finished runs of setting {escape(setting)} in this MLflow store yet. "
                 "Train one, then reload this page:")
         st.code(f"harness submit --model res_hair --setting {setting}", language="bash")
+    elif board.missing_view:
+        st.info(f"No run matching the filters has {view.upper()}-view scores yet. Score the saved outputs again:")
+        st.code(board.missing_view, language="bash")
     elif board.reproduced.empty:
         st.info("No run matches the chosen profiles and data sources.")
     for ranking, frame in tables.ranking_tables(board, data.run_url).items():
         st.subheader(f"Reproduced: {escape(ranking)}")
-        st.caption(f"Ranked within this test set only; {pick} run per model. Each mean carries a 95% percentile "
-                   "bootstrap interval over the test images; the lead over the next row is a paired bootstrap.")
-        st.dataframe(frame, hide_index=True, key=f"ranking-{ranking}", column_config=number_formats(frame, link=True))
+        st.caption(f"Ranked within this test set only, on the {board.view.upper()} view; {pick} run per model. "
+                   "Each mean carries a 95% percentile bootstrap interval over the test images; the lead over the "
+                   "next row is a paired bootstrap. Highlighted rows change place under the other view "
+                   "(rank change column).")
+        st.dataframe(tables.mark_rank_changes(frame), hide_index=True, key=f"ranking-{ranking}",
+                     column_config=number_formats(frame, link=True))
 
 if "reported" in shown:
     st.subheader("Reported in the papers (not ranked)")

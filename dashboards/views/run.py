@@ -1,4 +1,4 @@
-"""Run details: tags, parameters, metrics, per-image scores and a link to the run in the MLflow UI."""
+"""Run details: tags, parameters, metrics, per-image scores, links to the run and its model in the MLflow UI."""
 import pandas as pd
 import streamlit as st
 
@@ -22,6 +22,14 @@ run_id = st.selectbox("Run", ids, index=ids.index(requested) if requested in ids
 record = data.run_record(uri, run_id)
 st.link_button("Open this run in the MLflow UI", data.run_url(record["experiment_id"], run_id))
 st.text(f"run {record['run_id']}  name {record['run_name']}  status {record['status']}")
+for model in data.run_models(uri, run_id, record["tags"].get("logged_model.id")):
+    # the network as an MLflow model: what `harness restore`, `evaluate --weights` and `register` take
+    what = "logged by this run" if model["role"] == "logged" else "evaluated by this run"
+    st.link_button(f"Open the MLflow model {what}", data.model_url(model["experiment_id"], model["model_id"]))
+    st.text(f"model runs:/{model['source_run']}/{model['name']}  (id {model['model_id']})")
+    for name, version, aliases in model["versions"]:
+        st.link_button(f"Registered: models:/{name}/{version}" + "".join(f"  @{a}" for a in aliases),
+                       data.version_url(name, version))
 metrics = pd.DataFrame(sorted(record["metrics"].items()), columns=["metric", "value"])
 tags = pd.DataFrame(sorted(record["tags"].items()), columns=["tag", "value"])
 params = pd.DataFrame(sorted(record["params"].items()), columns=["param", "value"])

@@ -105,7 +105,7 @@ class StageContext:
         """Score `model` on every task, log metrics, per-image scores, samples and efficiency."""
         from harness.scoring.efficiency import EfficiencyConfig, measure
 
-        result = evaluate(model, self.setting, self.data, self.device)
+        result = evaluate(model, self.setting, self.data, self.device, save_outputs=self.run.save_outputs)
         metrics = tracking.log_evaluation(self.mlflow, self.run_id, result, step=self.profile.steps)
         if self.run.efficiency_size:
             figures = measure(model, EfficiencyConfig(size=self.run.efficiency_size, repeats=1))

@@ -12,8 +12,9 @@ import os
 import sys
 
 # Importing a command module registers its command.
-from harness.cli import (dashboard, data, evaluate, leaderboard, listing, restore, score, submit, sweep,  # noqa: F401
-                         weights)
+from harness.cli import (dashboard, data, evaluate, leaderboard, listing, rescore, restore, score, submit,  # noqa: F401
+                         sweep, weights)
+from harness.cli import register  # noqa: F401,E402  (harness register: the MLflow Model Registry)
 from harness.cli.registry import COMMANDS
 from zoo.registry import UnknownNameError
 
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "tracking_uri"):  # a server that does not answer: one line now, before any import or write
+            from harness.runs.store import check_answers
+
+            check_answers(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
         return args.func(args)
     except (UnknownNameError, ValueError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -47,7 +47,7 @@ def profile_names(**_: Any) -> list[str]:
 
 
 def print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profile: str | None = None,
-                source: str = "reproduced") -> None:
+                source: str = "reproduced", view: str | None = None) -> None:
     """Print the leaderboard of a setting (the level board for a continuous one)."""
     from harness.settings import SETTINGS, get_setting
     from leaderboards.board import build_board
@@ -55,9 +55,14 @@ def print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profi
 
     setting = get_setting(setting_name) if setting_name in SETTINGS or source == "reproduced" else None
     if setting is not None and setting.continuous and source == "reproduced":
+        from harness.scoring.views import view_name
+
+        if view not in (None, view_name(setting.protocol)):  # the level board reads the unprefixed metrics only
+            raise ValueError(f"the level board of '{setting.name}' ranks on its own view "
+                             f"({view_name(setting.protocol)}); --view {view} needs --source all")
         _print_level_board(setting, uri, fmt, pick, profile)
         return
-    board = build_board(setting_name, uri, source=source, pick=pick, profile=profile)
+    board = build_board(setting_name, uri, source=source, pick=pick, profile=profile, view=view)
     if fmt == "json":
         print(json.dumps(board_records(board), indent=2))
     elif fmt == "csv":
@@ -97,3 +102,18 @@ def print_result(result, setting: str) -> None:
 def accumulate_option(accumulate: int | None) -> dict[str, int]:
     """`--accumulate N` as a training-profile override ({} when not given)."""
     return {} if accumulate is None else {"accumulate": accumulate}
+
+
+def add_model_file(parser) -> None:
+    """The repeatable `--model-file PATH` option: a Python file that registers plug-in models."""
+    parser.add_argument("--model-file", action="append", metavar="PATH",
+                        help="a Python file that registers models with zoo.register_model (repeatable); "
+                             "installed packages plug in through the entry-point group restoration_bench.models")
+
+
+def load_plugins(model_files: list[str] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Import `--model-file` files and installed plug-ins: (module names for RunConfig, files for Ray py_modules)."""
+    from harness.runs.plugins import load_model_files, staged_modules
+
+    plugins = load_model_files(model_files)
+    return tuple(p.module for p in plugins), staged_modules(plugins)

@@ -6,7 +6,7 @@ import ast
 import json
 from typing import Any
 
-from harness.cli.common import metric_names, model_names, print_result, setting_names
+from harness.cli.common import add_model_file, load_plugins, metric_names, model_names, print_result, setting_names
 from harness.cli.registry import command, complete
 
 
@@ -35,10 +35,13 @@ def parse_public_args(pairs: list[str]) -> dict[str, Any]:
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     complete(p.add_argument("--model", help="a zoo model with a released-weights adapter"), model_names)
+    add_model_file(p)
     p.add_argument("--outputs", metavar="DIR", help="instead of --model: a folder of restored images "
                                                     "<task>/<image>.png (the names `harness data export` writes)")
     p.add_argument("--name", help="with --outputs: the method's name on the leaderboard")
-    p.add_argument("--weights", metavar="FILE", help="the authors' released checkpoint (.pth, .ckpt, .safetensors)")
+    p.add_argument("--weights", metavar="FILE|URI",
+                   help="the authors' released checkpoint (.pth, .ckpt, .safetensors), or a model a run logged: "
+                        "runs:/RUN_ID/model, models:/NAME/VERSION, models:/NAME@ALIAS (then --model is not needed)")
     p.add_argument("--estimator-weights", metavar="FILE",
                    help="hyperres: the level estimator's file (noise_detect.pth)")
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
@@ -54,6 +57,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                                                                  "(default: a quarter of the tile)")
     p.add_argument("--blind", action="store_true",
                    help="continuous settings: restore with the model's estimated level, not the true one")
+    p.add_argument("--no-save-outputs", dest="save_outputs", action="store_false",
+                   help="do not keep the restored test images (outputs/<task>/<image>.png; kept by default)")
     p.add_argument("--efficiency-size", type=int, default=128,
                    help="input side for the measured MACs, latency and memory (default 128; 0: skip)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or a local SQLite store)")
@@ -63,10 +68,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
          _arguments)
 def run(args: argparse.Namespace) -> int:
     """Evaluate released weights or restored images, record the run, and print the setting's leaderboard."""
+    load_plugins(args.model_file)  # plug-in models are known to the zoo before anything is resolved
     if args.outputs is not None or args.name is not None:
         return _outputs(args)
-    if not args.model:
-        raise ValueError("harness evaluate needs --model M --weights FILE (released weights) "
+    if not args.model and not (args.weights or "").startswith(("runs:/", "models:/")):
+        raise ValueError("harness evaluate needs --model M --weights FILE (released weights), "
+                         "--weights runs:/RUN_ID/model or models:/NAME@ALIAS (a logged model), "
                          "or --outputs DIR --name NAME (restored images)")
     from harness.runs.released import ReleasedRequest, evaluate_released
 
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                               public_args=parse_public_args(args.arg), estimator=args.estimator_weights,
                               data_root=args.data_root, metrics=tuple(metric_names(args.metrics)), gpus=args.gpus,
                               tile=args.tile, tile_overlap=args.tile_overlap, blind=args.blind,
-                              efficiency_size=args.efficiency_size)
+                              efficiency_size=args.efficiency_size, save_outputs=args.save_outputs)
     print_result(evaluate_released(request, args.tracking_uri), args.setting)
     return 0
 
@@ -88,6 +95,6 @@ def _outputs(args: argparse.Namespace) -> int:
     if not args.outputs or not args.name:
         raise ValueError("harness evaluate --outputs DIR needs --name NAME (the method's name), and --name needs --outputs")
     request = OutputsRequest(outputs=args.outputs, name=args.name, setting=args.setting, data_root=args.data_root,
-                             metrics=tuple(metric_names(args.metrics)))
+                             metrics=tuple(metric_names(args.metrics)), save_outputs=args.save_outputs)
     print_result(evaluate_outputs(request, args.tracking_uri), args.setting)
     return 0

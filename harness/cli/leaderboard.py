@@ -14,6 +14,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     p.add_argument("--pick", choices=["best", "latest"], default="best", help="which run stands for a model")
     complete(p.add_argument("--profile", help="only runs of this profile"), profile_names)
+    p.add_argument("--view", choices=["rgb", "y", "matlab"],
+                   help="the protocol view ranked on (default: the setting's own; matlab after `harness rescore`)")
     p.add_argument("--tracking-uri")
 
 
@@ -22,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
     """Print the leaderboard of a setting from finished MLflow runs."""
     from harness.runs.store import tracking_uri
 
-    print_board(args.setting, tracking_uri(args.tracking_uri), args.format, args.pick, args.profile, args.source)
+    print_board(args.setting, tracking_uri(args.tracking_uri), args.format, args.pick, args.profile, args.source, args.view)
     return 0

@@ -29,6 +29,30 @@ def model_rows() -> list[dict[str, Any]]:
              "summary": entry["summary"], "source": entry["source"]} for name, entry in sorted(zoo_catalogue().items())]
 
 
+def plugin_rows(model_files: list[str] | None = None) -> list[dict[str, Any]]:
+    """Plug-in models (`--model-file` files and installed entry points) as rows like the zoo's, marked
+    with where they come from; counted live (never cached: they change without the zoo)."""
+    from importlib.metadata import entry_points
+
+    if not model_files and not entry_points(group="restoration_bench.models"):
+        return []  # nothing to import: `list models` stays torch-free
+    from harness.runs.plugins import load_model_files
+    from zoo import MODELS, parameter_count
+    from zoo.plugins import PLUGINS
+
+    load_model_files(model_files)
+    rows = []
+    for plugin in PLUGINS.values():
+        for name in plugin.models:
+            spec = MODELS.get(name)
+            rows.append({"name": name, "paper_params": parameter_count(name, "paper"),
+                         "tiny_params": parameter_count(name, "tiny"),
+                         "other_params": {v: parameter_count(name, v) for v in spec.configs if v not in ("paper", "tiny")},
+                         "summary": spec.summary, "source": spec.source,
+                         "plugin": f"plug-in {plugin.path or plugin.package or plugin.module}"})
+    return sorted(rows, key=lambda row: row["name"])
+
+
 @CATALOGUES.register("settings")
 def _settings() -> list[dict[str, Any]]:
     from harness.settings import SETTINGS
@@ -91,12 +115,18 @@ def _cell(key: str, value: Any) -> str:
 def _arguments(p: argparse.ArgumentParser) -> None:
     complete(p.add_argument("kind", help=" | ".join(CATALOGUES)), lambda **_: list(CATALOGUES))
     p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--model-file", action="append", metavar="PATH",
+                   help="models: also list the models a plug-in file registers (repeatable)")
 
 
 @command("list", "list models, settings, metrics, protocols, profiles or degradations", _arguments)
 def run(args: argparse.Namespace) -> int:
     """Print a registry as a table or as JSON."""
     items = CATALOGUES.get(args.kind)()  # an unknown kind raises UnknownNameError listing the valid ones
+    if args.kind == "models":
+        items = items + plugin_rows(args.model_file)
+    elif args.model_file:
+        raise ValueError("--model-file goes with `harness list models`")
     if args.format == "json":
         print(json.dumps(items, indent=2))
     else:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from harness.cli.common import (accumulate_option, metric_names, model_names, parse_options, print_board,
-                                print_result, profile_names, setting_names)
+from harness.cli.common import (accumulate_option, add_model_file, load_plugins, metric_names, model_names,
+                                parse_options, print_board, print_result, profile_names, setting_names)
 from harness.cli.registry import command, complete
 
 
@@ -14,6 +15,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     complete(p.add_argument("--setting", help="a name from `harness list settings` (required unless --resume)"),
              setting_names)
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted or crashed run from its last checkpoint")
+    add_model_file(p)
     p.add_argument("--variant", default="tiny", help="paper | tiny (default: tiny, trains on a CPU)")
     complete(p.add_argument("--profile", default="default", help="training budget from `harness list profiles`"),
              profile_names)
@@ -37,6 +39,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-trial", type=int, default=1, help="--dedicated: CPUs of each grid trial")
     p.add_argument("--metrics", help="comma-separated metrics beyond psnr,ssim, e.g. lpips,niqe,fsim "
                                      "(`harness list metrics`); one without local weights is recorded as missing")
+    p.add_argument("--no-save-outputs", dest="save_outputs", action="store_false",
+                   help="do not keep the restored test images (outputs/<task>/<image>.png; kept by default)")
     p.add_argument("--efficiency-size", type=int, default=128,
                    help="input side for the measured MACs, latency and memory (default 128; 0: skip)")
 
@@ -47,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from harness.runs.config import RunConfig
     from harness.runs.submit import ClusterOptions, resume, submit
 
-    cluster = ClusterOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, max_failures=args.max_failures)
+    modules, py_modules = load_plugins(args.model_file)  # a bad plug-in file stops here, before Ray or MLflow
+    cluster = ClusterOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, max_failures=args.max_failures,
+                             py_modules=py_modules)
     if args.resume:
         from harness.ads.pipeline import is_pipeline_run, resume_pipeline
         from harness.runs import tracking
@@ -64,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     run_config = RunConfig(model=args.model, setting=args.setting, variant=args.variant, profile=args.profile,
                            seed=args.seed, steps=args.steps, data_root=args.data_root,
                            model_options=parse_options(args.option), blind=args.blind,
-                           metrics=tuple(metric_names(args.metrics)), efficiency_size=args.efficiency_size,
+                           metrics=tuple(metric_names(args.metrics)), efficiency_size=args.efficiency_size, save_outputs=args.save_outputs,
                            profile_options=accumulate_option(args.accumulate))
+    run_config = dataclasses.replace(run_config, plugin_modules=modules)
     if args.dedicated or args.levels:
         from harness.runs.dedicated import submit_dedicated
         from harness.runs.store import tracking_uri

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from harness.cli.common import (accumulate_option, metric_names, model_names, parse_options, print_board,
-                                profile_names, setting_names)
+from harness.cli.common import (accumulate_option, add_model_file, load_plugins, metric_names, model_names,
+                                parse_options, print_board, profile_names, setting_names)
 from harness.cli.registry import command, complete
 
 
@@ -14,6 +15,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     complete(p.add_argument("--setting", help="a name from `harness list settings` (required unless --resume)"),
              setting_names)
     p.add_argument("--resume", metavar="PARENT_RUN_ID", help="continue an interrupted sweep from its checkpoints")
+    add_model_file(p)
     p.add_argument("--space", action="append", default=[], metavar="KEY=SPEC",
                    help="search-space axis, e.g. lr=loguniform:1e-4:3e-3, model.width=choice:8,16,24, "
                         "model.width=grid:8,16, lr=0.001 (overrides the model's default space)")
@@ -36,6 +38,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="folder of real datasets (default: the embedded synthetic suite)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="fixed model option")
     p.add_argument("--metrics", help="comma-separated metrics beyond psnr,ssim")
+    p.add_argument("--no-save-outputs", dest="save_outputs", action="store_false",
+                   help="do not keep the restored test images (outputs/<task>/<image>.png; kept by default)")
     p.add_argument("--efficiency-size", type=int, default=128, help="input side of the efficiency columns (0: skip)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or a local SQLite store)")
     p.add_argument("--address", help="address of a running Ray cluster (default: start a local one)")
@@ -49,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from harness.runs.submit import ClusterOptions
     from harness.runs.sweep import SweepConfig, build_space, resume_sweep, sweep
 
-    cluster = ClusterOptions(address=args.address, cpus=args.cpus, max_failures=args.max_failures)
+    modules, py_modules = load_plugins(args.model_file)  # a bad plug-in file stops here, before Ray or MLflow
+    cluster = ClusterOptions(address=args.address, cpus=args.cpus, max_failures=args.max_failures,
+                             py_modules=py_modules)
     if args.max_failures < 0:
         raise ValueError(f"--max-failures must be >= 0, got {args.max_failures}")
     if args.resume:
@@ -62,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         run_config = RunConfig(model=args.model, setting=args.setting, variant=args.variant, profile=args.profile,
                                seed=args.seed, steps=args.steps, data_root=args.data_root,
                                model_options=parse_options(args.option), metrics=tuple(metric_names(args.metrics)),
-                               efficiency_size=args.efficiency_size,
+                               efficiency_size=args.efficiency_size, save_outputs=args.save_outputs,
                            profile_options=accumulate_option(args.accumulate))
+        run_config = dataclasses.replace(run_config, plugin_modules=modules)
         space = build_space(args.model, args.space, args.space_file, defaults=not args.no_default_space)
         config = SweepConfig(run=run_config, space=space, num_samples=args.num_samples, scheduler=args.scheduler,
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,

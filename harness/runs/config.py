@@ -28,7 +28,9 @@ class RunConfig:
     train_level: float | None = None  # continuous settings: train at this one level (a dedicated model)
     metrics: tuple[str, ...] = ("psnr", "ssim")  # scored on every test image (`harness list metrics`)
     efficiency_size: int = 128  # input side the efficiency columns are measured at (0: not measured)
+    save_outputs: bool = True  # keep the restored test images as outputs/<task>/<image>.png artifacts
     profile_options: dict[str, Any] = field(default_factory=dict)  # profile field overrides, e.g. {"lr": 3e-4}
+    plugin_modules: tuple[str, ...] = ()  # import names of --model-file plug-ins (on workers through py_modules)
 
     def validate(self) -> None:
         """Resolve every name now, so a typo fails before Ray or MLflow start."""

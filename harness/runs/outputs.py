@@ -35,6 +35,7 @@ class OutputsRequest:
     setting: str
     data_root: str | None = None
     metrics: tuple[str, ...] = ("psnr", "ssim")
+    save_outputs: bool = True  # keep the scored images as the run's outputs/<task>/<image>.png artifacts
 
 
 @dataclass
@@ -72,6 +73,8 @@ def command_line(request: OutputsRequest) -> str:
         parts += ["--data-root", request.data_root]
     if tuple(request.metrics) != ("psnr", "ssim"):
         parts += ["--metrics", ",".join(request.metrics)]
+    if not request.save_outputs:
+        parts += ["--no-save-outputs"]
     return shlex.join(parts)
 
 
@@ -92,6 +95,7 @@ def run_params(prepared: PreparedOutputs) -> dict[str, object]:
     request = prepared.request
     params = {"run.outputs": request.outputs, "run.name": request.name, "run.setting": request.setting,
               "run.data_root": request.data_root, "run.metrics": ",".join(request.metrics),
+              "run.save_outputs": request.save_outputs,
               "run.command": command_line(request), "setting.version": prepared.setting.version}
     params.update({f"protocol.{k}": v for k, v in dataclasses.asdict(prepared.setting.protocol).items()})
     return params
@@ -139,7 +143,7 @@ def _score(mlflow, run_id: str, prepared: PreparedOutputs) -> dict[str, float]:
     if missing:
         tracking.set_tags(mlflow, run_id, {"metrics.missing": ",".join(missing),
                                            **{f"metric_missing.{name}": why for name, why in missing.items()}})
-    result = score_outputs(prepared.folder, prepared.setting, prepared.data, scorers)
+    result = score_outputs(prepared.folder, prepared.setting, prepared.data, scorers, save_outputs=request.save_outputs)
     tracking.log_json(mlflow, run_id, {"method": request.name, "command": command_line(request),
                                        "sha256": prepared.folder.sha256, "extra": prepared.folder.extra},
                       "outputs.json")

@@ -5,6 +5,10 @@ created, so bad input records nothing. The run then goes through the evaluation 
 trained runs use (harness.scoring.evaluation.evaluate, tracking.log_evaluation, the efficiency
 columns) and carries the tags the leaderboard ranks by, plus `entry=released-weights`, the
 weights files' names and SHA-256, and the public constructor arguments as parameters.
+
+`--weights runs:/RUN_ID/model` (or `models:/NAME/VERSION`, `models:/NAME@ALIAS`) evaluates a model
+a run logged (harness/runs/models.py) on any setting the same way, tagged `entry=logged-model` with
+the model's URI, id and source run.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from harness.runs.submit import RunFailedError, SubmitResult, _error_summary
 from harness.settings import get_setting
 
 ENTRY = "released-weights"  # the `entry` tag of a released-weights run (trained runs have none)
+LOGGED_ENTRY = "logged-model"  # the `entry` tag of a logged MLflow model (runs:/ or models:/) evaluated on a setting
 PROFILE = "released"  # the `profile` tag: no training budget was spent
 ESTIMATOR_ARG = "estimator"  # the public argument that takes a second file (HyperRes' level estimator)
 
@@ -46,6 +51,7 @@ class ReleasedRequest:
     tile_overlap: int | None = None
     blind: bool = False
     efficiency_size: int = 128
+    save_outputs: bool = True  # keep the restored test images as outputs/<task>/<image>.png artifacts
 
 
 @dataclass
@@ -59,6 +65,8 @@ class PreparedRelease:
     data: Any
     device: str
     files: dict[str, tuple[str, str]]  # role -> (file name, SHA-256)
+    logged: Any = None  # harness.runs.models.LoggedModel when --weights is a runs:/ or models:/ URI
+    source_profile: str | None = None  # the profile tag of the run that trained the logged model
 
 
 def sha256(path: Path) -> str:
@@ -117,8 +125,15 @@ def _device(gpus: int) -> str:
     return "cuda"
 
 
-def prepare(request: ReleasedRequest) -> PreparedRelease:
-    """Validate `request`, open its data and load its weights; raises ValueError (one line) on bad input."""
+def prepare(request: ReleasedRequest, uri: str | None = None) -> PreparedRelease:
+    """Validate `request`, open its data and load its weights; raises ValueError (one line) on bad input.
+
+    `uri` is the tracking store a runs:/ or models:/ --weights URI is read from.
+    """
+    from harness.runs.models import is_model_uri
+
+    if is_model_uri(request.weights):
+        return _prepare_logged(request, uri or tracking_uri())
     weights = _file(request.weights, "--weights")
     estimator = _file(request.estimator, "--estimator-weights") if request.estimator else None
     setting = get_setting(request.setting)
@@ -133,17 +148,7 @@ def prepare(request: ReleasedRequest) -> PreparedRelease:
                              f"{release.public_code} takes {valid}")
     if estimator is not None and not takes_estimator:
         raise ValueError(f"--estimator-weights: {request.model}'s released model has no separate estimator file")
-    from harness.scoring.scorers import canonical
-
-    canonical(list(request.metrics))
-    if request.efficiency_size < 0:
-        raise ValueError(f"--efficiency-size must be >= 0 (0: skip), got {request.efficiency_size}")
-    if request.tile is not None:
-        from harness.scoring.tiling import tile_grid
-
-        tile_grid(request.tile, 1, request.tile_overlap)  # a non-positive tile is refused here
-    if request.blind and not setting.continuous:
-        raise ValueError(f"--blind needs a continuous setting; '{setting.name}' has fixed tasks")
+    _check_options(request, setting)
     device = _device(request.gpus)
     data_root = str(Path(request.data_root).resolve()) if request.data_root else None
     data = open_data(setting, data_root)
@@ -155,6 +160,56 @@ def prepare(request: ReleasedRequest) -> PreparedRelease:
     arguments.pop(ESTIMATOR_ARG, None)
     request = dataclasses.replace(request, data_root=data_root)
     return PreparedRelease(request, release.public_code, arguments, model, data, device, files)
+
+
+def _check_options(request: ReleasedRequest, setting) -> None:
+    """The checks of metrics, efficiency size, tile and --blind that every evaluation shares."""
+    from harness.scoring.scorers import canonical
+
+    canonical(list(request.metrics))
+    if request.efficiency_size < 0:
+        raise ValueError(f"--efficiency-size must be >= 0 (0: skip), got {request.efficiency_size}")
+    if request.tile is not None:
+        from harness.scoring.tiling import tile_grid
+
+        tile_grid(request.tile, 1, request.tile_overlap)  # a non-positive tile is refused here
+    if request.blind and not setting.continuous:
+        raise ValueError(f"--blind needs a continuous setting; '{setting.name}' has fixed tasks")
+
+
+def _prepare_logged(request: ReleasedRequest, uri: str) -> PreparedRelease:
+    """A logged MLflow model (the network a run trained) evaluated on `request.setting`, loaded from store `uri`.
+
+    --model, when given, must name the logged model's zoo model; the released-weights options
+    (--arg, --estimator-weights) do not apply to it.
+    """
+    from harness.runs.models import load_logged
+
+    setting = get_setting(request.setting)
+    if request.public_args or request.estimator:
+        raise ValueError(f"--arg and --estimator-weights are for authors' released files, not for {request.weights}")
+    _check_options(request, setting)
+    device = _device(request.gpus)
+    data_root = str(Path(request.data_root).resolve()) if request.data_root else None
+    data = open_data(setting, data_root)
+    logged = load_logged(request.weights, uri)
+    if request.model and request.model != logged.config["model"]:
+        raise ValueError(f"--model {request.model}: {request.weights} is a {logged.config['model']} model "
+                         "(leave --model out for a logged model)")
+    request = dataclasses.replace(request, model=logged.config["model"], data_root=data_root)
+    return PreparedRelease(request, "", {}, logged.network, data, device, {}, logged, _source_profile(logged, uri))
+
+
+def _source_profile(logged, uri: str) -> str | None:
+    """The profile tag of the run that logged the model, if that run is in store `uri`."""
+    from mlflow.exceptions import MlflowException
+
+    if not logged.source_run:
+        return None
+    try:
+        return tracking.client(uri).get_run(logged.source_run).data.tags.get("profile")
+    except MlflowException:  # a model registered from another store: provenance only, no reason to refuse
+        return None
 
 
 def _load(request: ReleasedRequest, weights: Path, estimator: Path | None, takes_estimator: bool):
@@ -181,7 +236,10 @@ def _format(value: Any) -> str:
 def command_line(prepared: PreparedRelease) -> str:
     """The `harness evaluate` command that reproduces this run (file names only, not their folders)."""
     request = prepared.request
-    parts = ["harness", "evaluate", "--model", request.model, "--weights", prepared.files["weights"][0]]
+    if prepared.logged is not None:  # the URI names the model: no --model, no file
+        parts = ["harness", "evaluate", "--weights", prepared.logged.uri]
+    else:
+        parts = ["harness", "evaluate", "--model", request.model, "--weights", prepared.files["weights"][0]]
     if "estimator" in prepared.files:
         parts += ["--estimator-weights", prepared.files["estimator"][0]]
     for key, value in request.public_args.items():
@@ -193,12 +251,16 @@ def command_line(prepared: PreparedRelease) -> str:
         parts += ["--tile", str(request.tile)]
     if request.blind:
         parts += ["--blind"]
+    if not request.save_outputs:
+        parts += ["--no-save-outputs"]
     return shlex.join(parts)
 
 
 def run_tags(prepared: PreparedRelease) -> dict[str, str]:
     """The tags a trained run carries for the leaderboard (setting, version, data, code), plus the release's."""
     request, setting = prepared.request, get_setting(prepared.request.setting)
+    if prepared.logged is not None:
+        return _logged_tags(prepared)
     commit = git_commit()
     tags = {
         "entry": ENTRY,
@@ -222,6 +284,30 @@ def run_tags(prepared: PreparedRelease) -> dict[str, str]:
     return tags
 
 
+def _logged_tags(prepared: PreparedRelease) -> dict[str, str]:
+    """A logged model's evaluation: the leaderboard's tags, `entry=logged-model` and where the model came from.
+
+    The variant and profile are those of the run that trained it, so the row reads like that
+    run's; `logged_model.setting` is the setting it was trained on (it may differ from this one).
+    """
+    request, setting, logged = prepared.request, get_setting(prepared.request.setting), prepared.logged
+    commit = git_commit()
+    profile = prepared.source_profile or "logged"
+    tags = {"entry": LOGGED_ENTRY, "model": logged.config["model"], "variant": logged.config["variant"],
+            "setting": request.setting, "setting_version": str(setting.version), "profile": profile,
+            "data_source": prepared.data.name, "data_fingerprint": prepared.data.fingerprint(),
+            "git_commit": commit, "mlflow.source.git.commit": commit,
+            "logged_model.uri": logged.uri, "logged_model.setting": logged.config["setting"]}
+    if logged.model_id:
+        tags["logged_model.id"] = logged.model_id
+    if logged.source_run:
+        tags["logged_model.source_run"] = logged.source_run
+    tags.update({f"version.{k}": v for k, v in package_versions().items()})
+    if request.blind:
+        tags["blind"] = "true"
+    return tags
+
+
 def run_params(prepared: PreparedRelease) -> dict[str, Any]:
     """Parameters: every public argument, how it was evaluated, the zoo configuration, the setting's protocol."""
     request, setting = prepared.request, get_setting(prepared.request.setting)
@@ -230,6 +316,7 @@ def run_params(prepared: PreparedRelease) -> dict[str, Any]:
                    "run.metrics": ",".join(request.metrics), "run.tile": request.tile,
                    "run.tile_overlap": request.tile_overlap, "run.device": prepared.device,
                    "run.blind": request.blind, "run.efficiency_size": request.efficiency_size,
+                   "run.save_outputs": request.save_outputs,
                    "run.public_args": json.dumps({k: _format(v) for k, v in request.public_args.items()}),
                    "run.command": command_line(prepared), "setting.version": setting.version})
     config = getattr(prepared.model, "config", None)
@@ -243,10 +330,15 @@ def run_params(prepared: PreparedRelease) -> dict[str, Any]:
 
 def evaluate_released(request: ReleasedRequest, explicit_uri: str | None = None) -> SubmitResult:
     """Validate and load (nothing recorded on bad input), then evaluate and log one run; FINISHED only on success."""
-    prepared = prepare(request)
-    uri = tracking_uri(explicit_uri)
+    from harness.runs.models import is_model_uri
+
+    # a model URI is read from the store; released files are checked before the store is even opened
+    uri = tracking_uri(explicit_uri) if is_model_uri(request.weights) else None
+    prepared = prepare(request, uri)
+    uri = uri or tracking_uri(explicit_uri)
     mlflow = tracking.client(uri)
-    run_name = f"{request.model}-released-{request.setting}-{uuid.uuid4().hex[:6]}"
+    kind = "logged" if prepared.logged is not None else "released"
+    run_name = f"{prepared.request.model}-{kind}-{request.setting}-{uuid.uuid4().hex[:6]}"
     run_id = tracking.start_run(mlflow, request.setting, run_name, run_tags(prepared), run_params(prepared))
     print(f"MLflow run {run_id} ({run_name}) in {uri}", flush=True)
     status = "FAILED"
@@ -281,13 +373,20 @@ def _score(mlflow, run_id: str, prepared: PreparedRelease) -> dict[str, float]:
         tracking.set_tags(mlflow, run_id, {"metrics.missing": ",".join(missing),
                                            **{f"metric_missing.{name}": why for name, why in missing.items()}})
     result = evaluate(prepared.model, setting, prepared.data, prepared.device, blind=request.blind,
-                      scorers=scorers, tile=request.tile, tile_overlap=request.tile_overlap)
+                      scorers=scorers, tile=request.tile, tile_overlap=request.tile_overlap,
+                      save_outputs=request.save_outputs)
     if request.efficiency_size:
         try:
             _log_efficiency(mlflow, run_id, prepared, setting)
         except Exception as err:  # a measurement must not fail an evaluated run
             print(f"[efficiency] not measured: {err!r}", flush=True)
             tracking.set_tags(mlflow, run_id, {"efficiency.error": repr(err)})
+    if prepared.logged is not None:
+        logged = prepared.logged
+        tracking.log_json(mlflow, run_id, {"command": command_line(prepared), "model_uri": logged.uri,
+                                           "model_id": logged.model_id, "source_run": logged.source_run,
+                                           "config": logged.config}, "logged_model.json")
+        return tracking.log_evaluation(mlflow, run_id, result, step=0)
     tracking.log_json(mlflow, run_id, {"command": command_line(prepared), "public_code": prepared.public_code,
                                        "arguments": {k: _format(v) for k, v in prepared.arguments.items()},
                                        "files": {r: {"name": n, "sha256": d} for r, (n, d) in prepared.files.items()}},

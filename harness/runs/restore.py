@@ -1,4 +1,4 @@
-"""`harness restore`: restore a user's own image with the model of a finished run.
+"""`harness restore`: restore a user's own image with the model of a finished run or a logged MLflow model.
 
 For continuous settings the level is the user's dial (HyperRes' interactive use): the same
 weights restore at any level, or at the level the model estimates when none is given.
@@ -15,9 +15,9 @@ from PIL import Image, UnidentifiedImageError
 
 from harness.runs import tracking
 from harness.runs.checkpoints import WEIGHTS, load_weights
-from harness.scoring.evaluation import restore
+from harness.runs.models import is_model_uri, load_logged, restore_tensor
 from harness.settings import get_setting
-from zoo import Conditioning, create_model
+from zoo import create_model
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -32,34 +32,40 @@ def read_image(path: Path) -> np.ndarray:
     return pixels
 
 
-def restore_file(
-    run_id: str, uri: str, source: Path, destination: Path, level: float | None = None
-) -> dict[str, float | str | None]:
-    """Restore `source` into `destination` with run `run_id`'s checkpoint; returns what was used."""
+def run_network(run_id: str, uri: str):
+    """The network and setting of FINISHED run `run_id`, from its checkpoint artifact."""
     client = tracking.client(uri)
     run = client.get_run(run_id)
     if run.info.status != "FINISHED":
         raise ValueError(f"run {run_id} is {run.info.status}, not FINISHED: it has no final checkpoint")
     tags, params = run.data.tags, run.data.params
-    setting = get_setting(tags["setting"])
     model = create_model(tags["model"], tags["variant"], **json.loads(params.get("run.model_options", "{}")))
     with tempfile.TemporaryDirectory() as tmp:
         weights = client.download_artifacts(run_id, f"checkpoint/{WEIGHTS}", tmp)
         load_weights(model, Path(weights))
-    model.eval()
+    return model.eval(), get_setting(tags["setting"]), tags["model"]
+
+
+def logged_network(model_uri: str, uri: str):
+    """The network and setting of a logged MLflow model (runs:/<run id>/model or models:/...)."""
+    logged = load_logged(model_uri, uri)
+    return logged.network, logged.setting, logged.config["model"]
+
+
+def restore_file(
+    run_id: str, uri: str, source: Path, destination: Path, level: float | None = None
+) -> dict[str, float | str | None]:
+    """Restore `source` into `destination` with run `run_id`'s checkpoint or a model URI; returns what was used."""
+    if is_model_uri(run_id):
+        network, setting, name = logged_network(run_id, uri)
+    else:
+        network, setting, name = run_network(run_id, uri)
     image = torch.from_numpy(read_image(source).transpose(2, 0, 1).copy())[None]
-    cond, used = None, None
-    if level is not None:
-        if not setting.continuous:
-            raise ValueError(f"--level needs a run of a continuous setting; run {run_id} is on '{setting.name}'")
-        cond, used = Conditioning(level=torch.tensor([level / setting.level_scale])), level
-    with torch.no_grad():
-        if cond is None and setting.continuous:
-            estimate = model.estimate_level(image)
-            used = None if estimate is None else float(estimate.item() * setting.level_scale)
-        restored = restore(model, image, cond)
-    pixels = (restored[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    if level is not None and not setting.continuous:
+        raise ValueError(f"--level needs a run of a continuous setting; {run_id} is on '{setting.name}'")
+    restored, used = restore_tensor(network, setting, image, level)
+    pixels = (restored[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     destination.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(destination)
-    return {"model": tags["model"], "setting": setting.name, "level": used,
+    return {"model": name, "setting": setting.name, "level": used,
             "level_source": "given" if level is not None else ("estimated" if used is not None else None)}

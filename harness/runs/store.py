@@ -27,10 +27,36 @@ def home() -> Path:
 
 
 def tracking_uri(explicit: str | None = None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite store in home()."""
-    if explicit:
-        return explicit
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite store in home(); a server must answer."""
+    if explicit or os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = explicit or os.environ["MLFLOW_TRACKING_URI"]
+        check_answers(uri)
+        return uri
     home().mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+PROBE_TIMEOUT_S = 5.0  # how long a tracking server has to answer before a command gives up on it
+_ANSWERED: set[str] = set()
+
+
+def check_answers(uri: str) -> None:
+    """ValueError naming `uri` when it is an http(s) tracking server that does not answer.
+
+    MLflow's client retries a dead server for minutes; one request with a short timeout, before
+    anything is written, turns that into one line. Any HTTP answer (even an error status) counts.
+    """
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")) or uri in _ANSWERED:
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        pass  # it answered
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ValueError(f"tracking URI {uri} does not answer ({reason}); start the MLflow server "
+                         "or give another --tracking-uri") from None
+    _ANSWERED.add(uri)

@@ -16,6 +16,7 @@ from harness.runs.config import RunConfig
 from harness.runs.store import home, tracking_uri
 from harness.data import open_data
 from harness.runs.environment import git_commit, package_versions
+from harness.runs.plugins import check_model, check_resumable, log_plugin_file, plugin_tags
 
 
 # How long an interrupted trial may take to checkpoint its current step before the driver stops
@@ -39,6 +40,7 @@ class ClusterOptions:
     cpus: int | None = None  # CPUs for the trial (default: all of the local machine)
     gpus: float = 0.0
     max_failures: int = 0  # retries of a crashed trial from its last checkpoint
+    py_modules: tuple[str, ...] = ()  # plug-in files every Ray worker imports (runtime_env py_modules)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ def run_tags(run: RunConfig, data_name: str, fingerprint: str) -> dict[str, str]
         tags["blind"] = "true"
     if run.train_level is not None:
         tags["dedicated_level"] = f"{run.train_level:g}"
+    tags.update(plugin_tags(run.model))
     return tags
 
 
@@ -107,12 +110,13 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started_here = not ray.is_initialized()
+    runtime_env = {"py_modules": list(cluster.py_modules)} if cluster.py_modules else None
     if started_here:
         if cluster.address:
-            ray.init(address=cluster.address)
+            ray.init(address=cluster.address, runtime_env=runtime_env)
         else:
             ray.init(address="local", num_cpus=cluster.cpus, num_gpus=None if cluster.gpus else 0,
-                     include_dashboard=False, configure_logging=False)
+                     include_dashboard=False, configure_logging=False, runtime_env=runtime_env)
     try:
         if resources is None:
             cpus = cpus_per_trial or cluster.cpus or max(int(ray.available_resources().get("CPU", 1)), 1)
@@ -142,28 +146,39 @@ def run_grid(param_space: dict, name: str, cluster: ClusterOptions, cpus_per_tri
                 if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):  # Tune has not started yet
                     raise KeyboardInterrupt
                 if on_stop is None or timers:  # nothing polls for the stop, or a second signal: stop now
-                    os.kill(os.getpid(), signal.SIGUSR1)
+                    _stop_tune()
                     return
                 on_stop()  # the trial sees its run KILLED, checkpoints the step it finished and stops
                 print(f"[submit] stopping: the trial saves its current step (up to {STOP_GRACE_S:g} s; "
                       "signal again to stop at once from the last checkpoint)", flush=True)
-                timers.append(threading.Timer(STOP_GRACE_S, os.kill, (os.getpid(), signal.SIGUSR1)))
+                timers.append(threading.Timer(STOP_GRACE_S, _stop_tune))
                 timers[0].daemon = True
                 timers[0].start()
 
             previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+            # Tune installs its SIGUSR1 handler in each fit and never removes it: a stale one from an
+            # earlier fit in this process (the ADS pipeline's previous stage) would swallow a stop
+            # that arrives before this fit installs its own
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         try:
             return tuner.fit()
         finally:
             for timer in timers:
                 timer.cancel()
             if handled:
+                signal.signal(signal.SIGUSR1, signal.SIG_DFL)
                 for s, handler in previous.items():
                     signal.signal(s, handler)
                 os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _stop_tune() -> None:
+    """Ask the running Tune fit to stop (SIGUSR1: it saves its state and ends the trials)."""
+    if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, None):  # the default action would kill us
+        os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def trial_outcome(result) -> dict[str, float]:
@@ -200,6 +215,7 @@ def submit(run: RunConfig, cluster: ClusterOptions = ClusterOptions(), explicit_
     """Validate, track, train and evaluate one run; the MLflow run ends FINISHED only on success."""
     run.validate()
     run = run.with_setting_options()
+    check_model(run.model, run.variant, run.model_options)  # a plug-in's forward must keep the image size
     if run.data_root is not None:
         run = dataclasses.replace(run, data_root=str(Path(run.data_root).resolve()))
     data = open_data(run.resolved_setting(), run.data_root)
@@ -207,6 +223,7 @@ def submit(run: RunConfig, cluster: ClusterOptions = ClusterOptions(), explicit_
     mlflow = tracking.client(uri)
     run_name = f"{run.model}-{run.variant}-{run.setting}-{uuid.uuid4().hex[:6]}"
     run_id = tracking.start_run(mlflow, run.setting, run_name, run_tags(run, data.name, data.fingerprint()), run.params())
+    log_plugin_file(mlflow, run_id, run.model)
     print(f"MLflow run {run_id} ({run_name}) in {uri}", flush=True)
     tracking.set_tags(mlflow, run_id, {"ray_experiment": str(experiment_path(f"submit-{run_id}"))})
     return _track_fit(mlflow, run_id, uri, lambda: _fit(run, uri, run_id, cluster))
@@ -239,7 +256,6 @@ def _track_fit(mlflow, run_id: str, uri: str, fit) -> SubmitResult:
 def resume(run_id: str, cluster: ClusterOptions = ClusterOptions(), explicit_uri: str | None = None) -> SubmitResult:
     """Continue an interrupted or crashed run from its last Ray checkpoint, in the same MLflow run."""
     from mlflow.exceptions import MlflowException
-    from ray import tune
 
     uri = tracking_uri(explicit_uri)
     mlflow = tracking.client(uri)
@@ -252,6 +268,9 @@ def resume(run_id: str, cluster: ClusterOptions = ClusterOptions(), explicit_uri
     if "run.json" not in previous.data.params:
         raise ValueError(f"run {run_id} was not made by `harness submit` (it has no run.json parameter)")
     run = RunConfig(**json.loads(previous.data.params["run.json"]))
+    check_resumable(run_id, run.model, run.plugin_modules, previous.data.tags)  # before Ray: the file is needed
+    from ray import tune  # only now: the checks above answer bad input without importing Ray
+
     path = Path(previous.data.tags.get("ray_experiment", experiment_path(f"submit-{run_id}")))
     if not tune.Tuner.can_restore(str(path)):
         raise ValueError(f"run {run_id} has no Ray experiment to resume at {path}")

@@ -27,6 +27,7 @@ import yaml
 
 from harness.runs import tracking
 from harness.runs.config import RunConfig
+from harness.runs.plugins import check_model, check_resumable, log_plugin_file
 from harness.runs.store import tracking_uri
 from harness.data import open_data
 from harness.runs.submit import (ClusterOptions, RunFailedError, RunInterruptedError, _error_summary, experiment_path,
@@ -318,6 +319,8 @@ def child_run(mlflow, config: dict[str, Any], run: RunConfig, trial_id: str, sta
     tags = {**run_tags(run, data.name, data.fingerprint()), "mlflow.parentRunId": parent, "sweep_parent": parent,
             "trial_id": trial_id, **facts, "attempts": "1", "ray.node_ids": facts["ray.node_id"],
             "attempt1.start_step": str(start_step), "attempt1.ray.node_id": facts["ray.node_id"]}
+    if run.plugin_modules:  # a worker knows a plug-in file by its import name only: name and SHA-256 are the parent's
+        tags.update({k: v for k, v in mlflow.get_run(parent).data.tags.items() if k.startswith("plugin")})
     name = f"{run.model}-{run.setting}-sweep-{parent[:6]}-{trial_id}"
     params = {**run.params(), **{f"sweep.{k}": v for k, v in config.get("space", {}).items()}}
     return tracking.start_run(mlflow, run.setting, name, tags, params)
@@ -344,8 +347,11 @@ def sweep_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
     from harness.runs.trial import train_evaluate, tune_api
+    from zoo.plugins import import_module as import_plugin
 
     run = trial_run(config)
+    for module in run.plugin_modules:  # the child run's params describe the model: its plug-in must be known first
+        import_plugin(module)
     trial_id = tune.get_context().get_trial_id()
     start_step = _checkpoint_step(tune.get_checkpoint())
     mlflow = tracking.client(config["tracking_uri"])
@@ -438,6 +444,7 @@ def sweep(cfg: SweepConfig, cluster: ClusterOptions = ClusterOptions(max_failure
     run = cfg.run
     run.validate()
     run = run.with_setting_options()
+    check_model(run.model, run.variant, run.model_options)  # a plug-in's forward must keep the image size
     if run.data_root is not None:
         run = dataclasses.replace(run, data_root=str(Path(run.data_root).resolve()))
     cfg = dataclasses.replace(cfg, run=run)
@@ -450,6 +457,7 @@ def sweep(cfg: SweepConfig, cluster: ClusterOptions = ClusterOptions(max_failure
             "sweep.num_samples": str(cfg.num_samples), "sweep.workers_per_trial": str(cfg.workers())}
     params = {**run.params(), "sweep.json": cfg.to_json(), "sweep.max_failures": cluster.max_failures}
     parent = tracking.start_run(mlflow, run.setting, name, tags, params)
+    log_plugin_file(mlflow, parent, run.model)
     path = experiment_path(f"sweep-{parent}")
     tracking.set_tags(mlflow, parent, {"ray_experiment": str(path)})
     print(f"MLflow parent run {parent} ({name}) in {uri}: {cfg.num_samples} sample(s), scheduler {cfg.scheduler}, "
@@ -480,6 +488,7 @@ def resume_sweep(parent: str, cluster: ClusterOptions = ClusterOptions(max_failu
         raise ValueError(f"sweep {parent} keeps its state in {path.parent.parent}; "
                          f"resume it with RESTORATION_BENCH_HOME={path.parent.parent}")
     cfg = SweepConfig.from_json(previous.data.params["sweep.json"])
+    check_resumable(parent, cfg.run.model, cfg.run.plugin_modules, previous.data.tags)  # its trials import the file
     tracking.reopen_for_resume(mlflow, previous)
     for child in children(mlflow, parent):  # unfinished trials go on in their own child runs
         if child.info.status in ("KILLED", "FAILED") and "stopped_early" not in child.data.tags:

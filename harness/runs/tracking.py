@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from harness.runs.store import home
@@ -23,6 +24,8 @@ PARAM_LIMIT = 6000  # MLflow's maximum param value length
 BATCH = 900  # MLflow accepts at most 1000 entities per log_batch
 #: the experiment tag that makes MLflow's UI (3.x) open an experiment on its runs table
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+OUTPUTS = "outputs"  # artifact folder of the restored test images: outputs/<task>/<image>.png
+OUTPUT_COMPRESSION = 1  # zlib level of saved PNGs (lossless at every level; 1 is fast)
 
 
 _READY_STORES: set[str] = set()  # SQLite stores this process has already seen initialised
@@ -78,8 +81,14 @@ def experiment_id(mlflow: MlflowClient, setting: str) -> str:
         artifacts = None
         if mlflow.tracking_uri.startswith("sqlite:"):
             artifacts = (home() / "artifacts").as_uri()
-        return mlflow.create_experiment(name, artifact_location=artifacts,
-                                        tags={"setting": setting, EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
+        try:
+            return mlflow.create_experiment(name, artifact_location=artifacts,
+                                            tags={"setting": setting, EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
+        except MlflowException as err:
+            # a tracking server takes no file lock: another submission may have created it in between
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return mlflow.get_experiment_by_name(name).experiment_id
 
 
 def start_run(mlflow: MlflowClient, setting: str, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
@@ -125,14 +134,53 @@ def log_samples(mlflow: MlflowClient, run_id: str, examples: dict[str, tuple[np.
         mlflow.log_artifacts(run_id, tmp, "samples")
 
 
+def log_outputs(mlflow: MlflowClient, run_id: str, outputs: dict[str, dict[str, np.ndarray]]) -> int:
+    """Store restored images as lossless 8-bit PNGs outputs/<task>/<image>.png; return their total bytes."""
+    from PIL import Image
+
+    total = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for task, images in outputs.items():
+            folder = Path(tmp) / task
+            folder.mkdir()
+            for name, pixels in images.items():
+                path = folder / output_file(name)
+                Image.fromarray(pixels).save(path, compress_level=OUTPUT_COMPRESSION)
+                total += path.stat().st_size
+        mlflow.log_artifacts(run_id, tmp, OUTPUTS)
+    return total
+
+
+def output_file(image: str) -> str:
+    """The file name a restored test image is saved under: its stem with '.png'."""
+    return f"{Path(image).stem}.png"
+
+
+def log_views(mlflow: MlflowClient, run_id: str, views: dict) -> None:
+    """Record every scoring view: `<prefix>protocol.*` params (the main view's come with the run) and tags."""
+    from harness.scoring.views import protocol_params, scored_tag
+
+    params = {k: v for p, protocol in views.items() if p for k, v in protocol_params(p, protocol).items()}
+    if params:
+        mlflow.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    set_tags(mlflow, run_id, {k: v for p, protocol in views.items() for k, v in scored_tag(p, protocol).items()})
+
+
 def log_evaluation(mlflow: MlflowClient, run_id: str, result, step: int) -> dict[str, float]:
-    """Log an EvaluationResult as every run logs it: psnr/ssim/... per task and on average at `step`,
-    results/per_image.json and one samples/<task>.png strip per task; returns the metrics.
+    """Log an EvaluationResult as every run logs it: psnr/ssim/... per task and on average at `step`
+    (each extra view under its prefix, e.g. y/psnr/derain), results/per_image.json, one
+    samples/<task>.png strip per task, and the restored images when the result kept them
+    (outputs/<task>/<image>.png, metric outputs.bytes); returns the metrics.
 
     The one place a run's scores are written: trials, ADS runs and the test fixtures of the
     leaderboard and dashboard (tests/mlflow_runs.py) all log through it, so they cannot drift apart.
     """
     metrics = result.flat_metrics()
+    outputs = {t: r.outputs for t, r in result.tasks.items() if r.outputs}
+    if outputs:
+        metrics["outputs.bytes"] = float(log_outputs(mlflow, run_id, outputs))
+    set_tags(mlflow, run_id, {"outputs": "saved" if outputs else "none"})
+    log_views(mlflow, run_id, result.views)
     log_metrics(mlflow, run_id, metrics, step=step)
     log_json(mlflow, run_id, {t: r.per_image for t, r in result.tasks.items()}, "per_image.json", "results")
     log_samples(mlflow, run_id, {t: r.example for t, r in result.tasks.items() if r.example})

@@ -21,6 +21,7 @@ from harness.runs import tracking
 from harness.runs.checkpoints import WEIGHTS, load_checkpoint, save_checkpoint, save_weights
 from harness.runs.config import RunConfig
 from harness.runs.datasets import log_datasets
+from harness.runs.models import log_model, model_config
 from harness.data import open_data
 from harness.scoring.efficiency import EfficiencyConfig, measure
 from harness.scoring.evaluation import evaluate
@@ -28,6 +29,7 @@ from harness.scoring.scorers import build_scorers
 from harness.runs.parallel import DataParallel
 from harness.runs.training import TrainingStopped, train
 from zoo import Conditioning, create_model
+from zoo.plugins import import_module as import_plugin
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
         device = ray.train.torch.get_device()
     setting, profile = run.resolved_setting(), run.resolved_profile()
     data = open_data(setting, run.data_root)
+    for module in run.plugin_modules:  # --model-file plug-ins, shipped to every node as Ray py_modules
+        import_plugin(module)
     model = create_model(run.model, run.variant, **run.model_options)
     mlflow = tracking.client(uri)
     lead = ray_api.rank == 0
@@ -176,7 +180,7 @@ def finish_run(mlflow, run_id: str, model, run: RunConfig, device) -> dict[str, 
     if missing:  # recorded as missing, never as a number
         tracking.set_tags(mlflow, run_id, {"metrics.missing": ",".join(missing),
                                            **{f"metric_missing.{name}": why for name, why in missing.items()}})
-    result = evaluate(model, scored, data, device, blind=run.blind, scorers=scorers)
+    result = evaluate(model, scored, data, device, blind=run.blind, scorers=scorers, save_outputs=run.save_outputs)
     if run.efficiency_size:
         try:
             _log_efficiency(mlflow, run_id, model, run, setting, profile.steps)
@@ -187,6 +191,12 @@ def finish_run(mlflow, run_id: str, model, run: RunConfig, device) -> dict[str, 
     with tempfile.TemporaryDirectory() as tmp:
         save_weights(model, Path(tmp) / WEIGHTS)
         mlflow.log_artifact(run_id, str(Path(tmp) / WEIGHTS), "checkpoint")
+    # the network as an MLflow model (runs:/<run id>/model), linked to the metrics just logged at this step
+    started = time.monotonic()
+    model_id = log_model(mlflow.tracking_uri, run_id, model,
+                         model_config(run.model, run.variant, run.model_options, run.setting), step=profile.steps)
+    print(f"[model] logged as MLflow model {model_id} (runs:/{run_id}/model) in {time.monotonic() - started:.1f} s",
+          flush=True)
     return metrics
 
 

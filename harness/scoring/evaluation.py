@@ -12,8 +12,9 @@ from harness.data import DataSource
 from harness.scoring.metrics import score
 from harness.scoring.scorers import Scorer, score_all
 from harness.scoring.tiling import restore_tiled, tile_grid
+from harness.scoring.views import default_views
 from harness.progress import Progress
-from harness.settings import Setting
+from harness.settings import MetricProtocol, Setting
 from zoo.contract import Conditioning, RestorationModel
 
 
@@ -25,6 +26,7 @@ class TaskResult:
     per_image: dict[str, dict[str, float]]  # image -> metric -> value
     means: dict[str, float]
     example: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # degraded, restored, target
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # image -> restored H x W x 3 uint8 (as saved)
 
 
 @dataclass
@@ -32,6 +34,7 @@ class EvaluationResult:
     """Scores of a model on a setting: per task and averaged over tasks (the tables' "Average")."""
 
     tasks: dict[str, TaskResult] = field(default_factory=dict)
+    views: dict[str, MetricProtocol] = field(default_factory=dict)  # metric prefix -> protocol ('' : the setting's)
 
     def averages(self) -> dict[str, float]:
         """Unweighted mean over tasks of each metric, as the papers' Average column."""
@@ -54,6 +57,17 @@ def restore(model: RestorationModel, degraded: Tensor, cond: Conditioning | None
     return model(x, cond)[..., :h, :w]
 
 
+def to_8bit(restored: Tensor) -> tuple[Tensor, Tensor]:
+    """Restored images as a PNG holds them: (uint8 levels, float32 levels / 255), clipped to [0, 1]."""
+    levels = torch.round(restored.clamp(0, 1) * 255.0)
+    return levels.to(torch.uint8), levels.float() / 255.0
+
+
+def from_8bit(levels: np.ndarray, device="cpu") -> Tensor:
+    """A saved H x W x 3 uint8 image as the 1 x 3 x H x W float32 tensor that was scored."""
+    return _to_tensor(levels, device).float() / 255.0
+
+
 def _to_tensor(image: np.ndarray, device) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
 
@@ -62,6 +76,7 @@ def _to_tensor(image: np.ndarray, device) -> Tensor:
 def evaluate(
     model: RestorationModel, setting: Setting, data: DataSource, device="cpu", blind: bool = False,
     scorers: dict[str, Scorer] | None = None, tile: int | None = None, tile_overlap: int | None = None,
+    views: dict[str, MetricProtocol] | None = None, save_outputs: bool = False,
 ) -> EvaluationResult:
     """Score `model` on every test pair of every task of `setting`.
 
@@ -71,15 +86,20 @@ def evaluate(
     `scorers` (harness.scoring.scorers.build_scorers) adds metrics beyond the protocol's PSNR and SSIM.
     `tile` restores each image in overlapping tiles of about that side, overlapping by `tile_overlap`
     (default: a quarter of the tile; harness/scoring/tiling.py).
+    Every restored image is rounded to 8 bits (as its saved PNG) before it is scored, so saved
+    outputs re-score identically. `views` (prefix -> protocol; default: the setting's protocol and
+    its colour twin, harness.scoring.views) adds '<prefix>psnr' and '<prefix>ssim' per image;
+    `save_outputs` keeps each restored image (uint8) in its TaskResult.outputs.
     """
     model.to(device).eval()
     grid = None if tile is None else tile_grid(tile, model.pad_multiple, tile_overlap)
-    result = EvaluationResult()
+    views = default_views(setting) if views is None else views
+    result = EvaluationResult(views=dict(views))
     total = sum(len(data.test_pairs(t)) for t in setting.task_names)
     progress, done = Progress("eval", total), 0
     for spec in setting.tasks:
         task = spec.name
-        per_image, example = {}, None
+        per_image, example, outputs = {}, None, {}
         level = None
         if setting.continuous and spec.level is not None:
             level = torch.tensor([spec.level / setting.level_scale], device=device)
@@ -87,7 +107,14 @@ def evaluate(
         for pair in data.test_pairs(task):
             degraded, target = _to_tensor(pair.degraded, device), _to_tensor(pair.target, device)
             restored = restore(model, degraded, cond) if grid is None else restore_tiled(model, degraded, cond, grid)
+            levels, restored = to_8bit(restored)
+            target = target.float()
             values = score_all(scorers, restored, target, setting.protocol) if scorers else score(restored, target, setting.protocol)
+            for prefix, protocol in views.items():
+                if prefix:
+                    values.update({f"{prefix}{k}": v for k, v in score(restored, target, protocol).items()})
+            if save_outputs:
+                outputs[pair.name] = levels[0].permute(1, 2, 0).cpu().numpy()
             per_image[pair.name] = {k: float(v.item()) for k, v in values.items()}
             estimate = model.estimate_level(degraded) if level is not None else None
             if estimate is not None:
@@ -99,5 +126,5 @@ def evaluate(
             progress.update(done, f"task {task}")
         metrics = next(iter(per_image.values())).keys()
         means = {m: float(np.mean([s[m] for s in per_image.values()])) for m in metrics}
-        result.tasks[task] = TaskResult(task, per_image, means, example)
+        result.tasks[task] = TaskResult(task, per_image, means, example, outputs)
     return result

@@ -21,6 +21,7 @@ from harness.progress import Progress
 from harness.scoring.evaluation import EvaluationResult, TaskResult
 from harness.scoring.metrics import score
 from harness.scoring.scorers import Scorer, score_all
+from harness.scoring.views import default_views
 
 SHOWN = 5  # names listed in a message about many files
 
@@ -94,16 +95,26 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
 
 
-def score_outputs(folder: OutputsFolder, setting, data, scorers: dict[str, Scorer] | None = None) -> EvaluationResult:
-    """Score every restored image against its target as `evaluate` scores a model's output, per task."""
-    result = EvaluationResult()
+def score_outputs(folder: OutputsFolder, setting, data, scorers: dict[str, Scorer] | None = None,
+                  save_outputs: bool = False) -> EvaluationResult:
+    """Score every restored image against its target as `evaluate` scores a model's output, per task:
+    under the setting's protocol and its colour twin (harness.scoring.views.default_views), keeping the
+    images (uint8) in TaskResult.outputs when `save_outputs`."""
+    views = default_views(setting)
+    result = EvaluationResult(views=dict(views))
     progress, done = Progress("eval", len(folder.images)), 0
     for task in setting.task_names:
-        per_image, example = {}, None
+        per_image, example, outputs = {}, None, {}
         for pair in data.test_pairs(task):
             restored = load_rgb(folder.images[(task, pair.name)])  # float32 on the 8-bit grid, like the inputs
             values = (score_all(scorers, _tensor(restored), _tensor(pair.target), setting.protocol) if scorers
                       else score(_tensor(restored), _tensor(pair.target), setting.protocol))
+            for prefix, protocol in views.items():
+                if prefix:
+                    values.update({f"{prefix}{k}": v
+                                   for k, v in score(_tensor(restored), _tensor(pair.target), protocol).items()})
+            if save_outputs:  # already 8-bit: the saved PNG holds exactly the levels scored
+                outputs[pair.name] = np.round(restored * 255.0).astype(np.uint8)
             per_image[pair.name] = {k: float(v.item()) for k, v in values.items()}
             if example is None:
                 example = (pair.degraded, restored, pair.target)
@@ -111,5 +122,5 @@ def score_outputs(folder: OutputsFolder, setting, data, scorers: dict[str, Score
             progress.update(done, f"task {task}")
         metrics = next(iter(per_image.values())).keys()
         means = {m: float(np.mean([s[m] for s in per_image.values()])) for m in metrics}
-        result.tasks[task] = TaskResult(task, per_image, means, example)
+        result.tasks[task] = TaskResult(task, per_image, means, example, outputs)
     return result
