@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_harness
+from conftest import harness_main, run_harness
 from test_settings_and_data import identity_expectations
 
 
@@ -104,18 +104,24 @@ def test_leaderboard_json_ranks_both_models_with_per_task_numbers(store):
 @pytest.mark.parametrize(
     "args,expected",
     [
-        # each case spawns the CLI (about 5 s); two stay in the fast tier, the rest run in the full suite
         (["submit", "--model", "nafnett", "--setting", "three_deg"], "Did you mean 'nafnet'"),
-        pytest.param(["submit", "--model", "nafnet", "--setting", "3deg"], "Valid settings: deblur, dehaze", marks=pytest.mark.slow),
-        pytest.param(["submit", "--model", "nafnet", "--setting", "three_deg", "--profile", "quick"], "Valid profiles", marks=pytest.mark.slow),
+        (["submit", "--model", "nafnet", "--setting", "3deg"], "Valid settings: deblur, dehaze"),
+        (["submit", "--model", "nafnet", "--setting", "three_deg", "--profile", "quick"], "Valid profiles"),
         (["list", "model"], "Did you mean 'models'"),
-        pytest.param(["leaderboard", "--setting", "five"], "Valid settings", marks=pytest.mark.slow),
+        (["leaderboard", "--setting", "five"], "Valid settings"),
     ],
 )
 def test_unknown_names_exit_non_zero_with_the_valid_names(args, expected, harness_home):
-    result = run_harness(args, harness_home, timeout=120)
+    result = harness_main(args, harness_home)  # in process: the console script's own main
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_model_is_one_line_from_the_console_script(harness_home):
+    result = run_harness(["submit", "--model", "nafnett", "--setting", "three_deg"], harness_home, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        line for line in result.stderr.splitlines() if "Did you mean 'nafnet'" in line]
 
 
 def test_list_as_json(harness_home):

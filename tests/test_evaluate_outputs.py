@@ -97,7 +97,7 @@ def test_outputs_restored_from_other_inputs_are_refused(restored, harness_home):
 
 def test_a_missing_folder_and_a_missing_name_are_refused(harness_home):
     assert "no such folder" in refused(harness_home, harness_home / "nowhere")
-    result = run_harness(["evaluate", "--outputs", str(harness_home), "--setting", SETTING], harness_home)
+    result = harness_main(["evaluate", "--outputs", str(harness_home), "--setting", SETTING], harness_home)
     assert result.returncode == 2 and "needs --name NAME" in result.stderr
 
 
