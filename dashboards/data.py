@@ -32,14 +32,19 @@ def mlflow_ui() -> str:
     return mlflow_ui_url(tracking_uri(), os.environ.get("RESTORATION_BENCH_MLFLOW_UI"))
 
 
+# MLflow 3.17's UI shows an experiment as its global GenAI / Model-training switch says (GenAI for a
+# new browser) whatever the experiment's mlflow.experimentKind tag; this query opens the runs view
+MODEL_TRAINING = "?workflowType=machine_learning"
+
+
 def run_url(experiment_id: str, run_id: str) -> str:
-    """Link to a run in the MLflow UI."""
-    return f"{mlflow_ui()}/#/experiments/{experiment_id}/runs/{run_id}"
+    """Link to a run in the MLflow UI (its model-training view)."""
+    return f"{mlflow_ui()}/#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING}"
 
 
 def model_url(experiment_id: str, model_id: str) -> str:
     """Link to a logged model (an MLflow 3 LoggedModel) in the MLflow UI."""
-    return f"{mlflow_ui()}/#/experiments/{experiment_id}/models/{model_id}"
+    return f"{mlflow_ui()}/#/experiments/{experiment_id}/models/{model_id}{MODEL_TRAINING}"
 
 
 def version_url(name: str, version: str) -> str:

@@ -95,7 +95,8 @@ def test_leaderboard_page_ranks_each_test_set_apart_with_intervals(monkeypatch, 
         run = expected.loc[row["run id"]]
         assert row["PSNR avg"] == pytest.approx(run["psnr/avg"])
         assert row["PSNR avg 95% CI"] == f"[{run['psnr/avg/ci_low']:.2f}, {run['psnr/avg/ci_high']:.2f}]"
-        assert row["MLflow run"] == f"{UI}/#/experiments/{run['experiment_id']}/runs/{row['run id']}"
+        assert row["MLflow run"] == (f"{UI}/#/experiments/{run['experiment_id']}/runs/{row['run id']}"
+                                     "?workflowType=machine_learning")  # the runs view, not GenAI's overview
     assert embedded.loc[1, "params (M)"] == pytest.approx(parameter_count("nafnet", "tiny") / 1e6)
     assert bool(embedded.loc[0, "lead clear of noise"]) is True
     assert odd["data source"].tolist() == [ODD_SOURCE] and odd["run id"].tolist() == [ids["odd"]]
@@ -296,7 +297,7 @@ def test_run_page_links_to_mlflow_and_lists_everything_the_run_logged(monkeypatc
     at = open_page(monkeypatch, uri, "five_deg", "run")
     at.selectbox[0].set_value(ids["odd"]).run()
     (button,) = at.get("link_button")
-    assert button.proto.url.startswith(f"{UI}/#/experiments/") and button.proto.url.endswith(f"/runs/{ids['odd']}")
+    assert button.proto.url.startswith(f"{UI}/#/experiments/") and button.proto.url.endswith(f"/runs/{ids['odd']}?workflowType=machine_learning")
     assert ODD_NAME in at.text[0].value  # shown as plain text, never as HTML or Markdown
     metrics = table(at, "metrics").set_index("metric")["value"]
     assert {"psnr/avg", "ssim/avg", "psnr/dehaze"} <= set(metrics.index)

@@ -229,7 +229,8 @@ def test_the_dashboards_run_details_link_to_the_logged_model_and_its_registered_
     assert not at.exception, [e.value for e in at.exception]
     urls = {b.proto.label: b.proto.url for b in at.get("link_button")}
     ui = "http://mlflow.example:5000/#"
-    assert urls["Open the MLflow model logged by this run"] == f"{ui}/experiments/{experiment}/models/{output.model_id}"
+    assert urls["Open the MLflow model logged by this run"] == (
+        f"{ui}/experiments/{experiment}/models/{output.model_id}?workflowType=machine_learning")
     assert urls[f"Registered: models:/dashboard-model/{done.version}  @staging"] == \
         f"{ui}/models/dashboard-model/versions/{done.version}"
     assert any(f"runs:/{run_id}/model" in t.value for t in at.text)

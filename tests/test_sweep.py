@@ -291,13 +291,17 @@ def test_pbt_sweep_exploits_a_checkpoint_and_records_both_trials(cluster, tmp_pa
     mlflow = client(tmp_path)
     exploited = [t for t in trials if int(t.data.tags["attempts"]) > 1]
     assert exploited, [t.data.tags for t in trials]
+    rates = {}
     for trial in exploited:
         tags = trial.data.tags
-        # restarted from a checkpoint (the other trial's) at a perturbation point, with a new learning rate
+        # restarted from a checkpoint at a perturbation point (PBT also pauses and resumes a trial from its
+        # own checkpoint when the CPUs hold one trial at a time: that restart keeps its learning rate)
         assert all(int(tags[f"attempt{a}.start_step"]) % 10 == 0 and int(tags[f"attempt{a}.start_step"]) > 0
                    for a in range(2, int(tags["attempts"]) + 1)), tags
-        rates = [m.value for m in sorted(mlflow.get_metric_history(trial.info.run_id, "hp/lr"), key=lambda m: m.step)]
-        assert len(rates) >= 2 and len(set(rates)) >= 2, rates
+        history = sorted(mlflow.get_metric_history(trial.info.run_id, "hp/lr"), key=lambda m: m.step)
+        rates[trial.info.run_id] = [m.value for m in history]
+    # the worse trial took the better one's checkpoint with a perturbed learning rate
+    assert any(len(set(values)) >= 2 for values in rates.values()), rates
     for trial in trials:  # each trial evaluated once, in its own child run
         assert len(mlflow.get_metric_history(trial.info.run_id, "psnr/avg")) == 1
 

@@ -281,7 +281,7 @@ def test_four_submissions_to_an_mlflow_server_on_postgresql_finish_rank_once_and
 
         assert seen["dashboard_errors"] == []
         assert seen["dashboard_rows"] == [{"model": "nafnet", "runs": SUBMISSIONS}]
-        assert seen["run_links"]["Open this run in the MLflow UI"].endswith(f"/runs/{run_ids[0]}")
+        assert seen["run_links"]["Open this run in the MLflow UI"].endswith(f"/runs/{run_ids[0]}?workflowType=machine_learning")
         assert "/models/m-" in seen["run_links"]["Open the MLflow model logged by this run"]
     finally:
         team.stop()
