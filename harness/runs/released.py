@@ -26,7 +26,7 @@ from harness.data import open_data
 from harness.runs import tracking
 from harness.runs.environment import git_commit, package_versions
 from harness.runs.store import tracking_uri
-from harness.runs.submit import RunFailedError, SubmitResult, _error_summary
+from harness.runs.submit import SubmitResult, scoring_run
 from harness.settings import get_setting
 
 ENTRY = "released-weights"  # the `entry` tag of a released-weights run (trained runs have none)
@@ -341,23 +341,14 @@ def evaluate_released(request: ReleasedRequest, explicit_uri: str | None = None)
     run_name = f"{prepared.request.model}-{kind}-{request.setting}-{uuid.uuid4().hex[:6]}"
     run_id = tracking.start_run(mlflow, request.setting, run_name, run_tags(prepared), run_params(prepared))
     print(f"MLflow run {run_id} ({run_name}) in {uri}", flush=True)
-    status = "FAILED"
-    try:
+
+    def score() -> dict[str, float]:
         from harness.runs.datasets import log_datasets
 
         log_datasets(mlflow, run_id, prepared.data, prepared.data.fingerprint(), train=False)  # nothing was trained
-        metrics = _score(mlflow, run_id, prepared)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        tracking.set_tags(mlflow, run_id, {"error": "interrupted by the user"})
-        raise
-    except Exception as err:
-        tracking.set_tags(mlflow, run_id, {"error": _error_summary(err)})
-        raise RunFailedError(f"run {run_id} failed: {_error_summary(err)}") from err
-    finally:
-        mlflow.set_terminated(run_id, status)
-    return SubmitResult(run_id, uri, mlflow.get_run(run_id).info.experiment_id, metrics)
+        return _score(mlflow, run_id, prepared)
+
+    return scoring_run(mlflow, uri, run_id, score)
 
 
 def _score(mlflow, run_id: str, prepared: PreparedRelease) -> dict[str, float]:

@@ -181,6 +181,25 @@ def _stop_tune() -> None:
         os.kill(os.getpid(), signal.SIGUSR1)
 
 
+def scoring_run(mlflow, uri: str, run_id: str, score) -> SubmitResult:
+    """Run `score()` (metrics) for started run `run_id`: FINISHED on success, KILLED on Ctrl+C, else FAILED
+    with the error tagged; the one ending of `harness evaluate`'s runs (released weights, restored images)."""
+    status = "FAILED"
+    try:
+        metrics = score()
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        tracking.set_tags(mlflow, run_id, {"error": "interrupted by the user"})
+        raise
+    except Exception as err:
+        tracking.set_tags(mlflow, run_id, {"error": _error_summary(err)})
+        raise RunFailedError(f"run {run_id} failed: {_error_summary(err)}") from err
+    finally:
+        mlflow.set_terminated(run_id, status)
+    return SubmitResult(run_id, uri, mlflow.get_run(run_id).info.experiment_id, metrics)
+
+
 def trial_outcome(result) -> dict[str, float]:
     """The metrics of a finished trial, or RunFailedError with the trial's own error line."""
     if result.error is not None:
