@@ -37,6 +37,18 @@ def run_harness(args: list[str], home: Path, timeout: float = 900) -> subprocess
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=home)
 
 
+def recorded_runs(home: Path) -> list:
+    """Every run in the test's local store (none when the store was never created)."""
+    database = home / "mlflow.db"
+    if not database.exists():
+        return []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{database}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids) if ids else []
+
+
 def harness_main(args: list[str], home: Path) -> subprocess.CompletedProcess:
     """Run `harness ARGS` in this process (the console script's own `main`), with its state in `home`.
 

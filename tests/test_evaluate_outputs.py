@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import harness_main, run_harness
+from conftest import harness_main, recorded_runs, run_harness
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -24,16 +24,6 @@ from harness.settings import get_setting
 from leaderboards.runs import OUTPUTS
 
 SETTING = "three_deg"
-
-
-def recorded_runs(home: Path) -> list:
-    """Every run in the test's local store (none when the store was never created)."""
-    database = home / "mlflow.db"
-    if not database.exists():
-        return []
-    client = MlflowClient(f"sqlite:///{database}")
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids) if ids else []
 
 
 @pytest.fixture(scope="module")

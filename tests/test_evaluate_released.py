@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import harness_main, run_harness
+from conftest import harness_main, recorded_runs, run_harness
 from mlflow.tracking import MlflowClient
 from mlflow_runs import bench_home, evaluation, log_run
 from released import meta, released_state, write_released
@@ -29,16 +29,6 @@ from leaderboards.runs import RELEASED
 # The fixture's public arguments that differ from the public constructor's defaults, as a user types them
 FIXTURE_ARGS = ["--arg", "dim=16", "--arg", "num_blocks=[1,2,2,2]", "--arg", "num_refinement_blocks=1"]
 FIXTURE_KWARGS = {"dim": 16, "num_blocks": [1, 2, 2, 2], "num_refinement_blocks": 1}
-
-
-def recorded_runs(home: Path) -> list:
-    """Every run in the test's local store (none when the store was never created)."""
-    database = home / "mlflow.db"
-    if not database.exists():
-        return []
-    client = MlflowClient(f"sqlite:///{database}")
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids) if ids else []
 
 
 def refused(home: Path, args: list[str]) -> str:

@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_harness
+from conftest import recorded_runs, run_harness
 from mlflow.tracking import MlflowClient
 
 from harness.cli import main
@@ -47,16 +47,6 @@ class Net(RestorationModel):
     def forward(self, degraded, cond=None):
         return degraded[..., ::self.scale, ::self.scale]
 """
-
-
-def recorded_runs(home: Path) -> list:
-    """Every run in the test's local store (none when the store was never created)."""
-    database = home / "mlflow.db"
-    if not database.exists():
-        return []
-    client = MlflowClient(f"sqlite:///{database}")
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids) if ids else []
 
 
 @pytest.fixture
