@@ -97,6 +97,39 @@ def test_leaderboard_imports_neither_torch_nor_ray(warm_cache, tmp_path):
     assert row["model"] == "nafnet" and row["params"] == zoo.parameter_count("nafnet", "tiny")
 
 
+def _finished_run(client, experiment: str, model: str, psnr: float) -> None:
+    """A FINISHED derain run of `model` scoring `psnr`, tagged as `harness submit` tags it."""
+    run = client.create_run(experiment, tags={"setting": "derain", "setting_version": "1", "model": model,
+                                              "variant": "tiny", "profile": "smoke", "data_source": "embedded",
+                                              "data_fingerprint": "0" * 16})
+    for name, value in {"psnr/derain": psnr, "ssim/derain": 0.8, "psnr/avg": psnr, "ssim/avg": 0.8}.items():
+        client.log_metric(run.info.run_id, name, value)
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+
+@pytest.mark.slow
+def test_leaderboard_answers_from_its_cache_until_the_store_changes(warm_cache, tmp_path):
+    """A repeated board of an unchanged local store imports no MLflow; a new finished run is shown at once."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("restoration-bench/derain")
+    _finished_run(client, experiment, "nafnet", 25.0)
+    argv = ["leaderboard", "--setting", "derain", "--tracking-uri", uri, "--format", "json"]
+    first = probe(argv, warm_cache, tmp_path)
+    again = probe(argv, warm_cache, tmp_path)
+    assert "mlflow" in first["heavy"] and again["heavy"] == []
+    assert again["stdout"] == first["stdout"]
+    assert [r["model"] for r in json.loads(again["stdout"])["rows"]] == ["nafnet"]
+    csv = probe([*argv[:-1], "csv"], warm_cache, tmp_path)  # other options: their own entry, computed
+    assert "mlflow" in csv["heavy"] and "nafnet" in csv["stdout"]
+    _finished_run(client, experiment, "restormer", 27.0)
+    changed = probe(argv, warm_cache, tmp_path)
+    assert "mlflow" in changed["heavy"]
+    assert [r["model"] for r in json.loads(changed["stdout"])["rows"]] == ["restormer", "nafnet"]
+
+
 def test_cached_model_and_metric_listings_equal_the_zoo_and_import_no_torch(warm_cache, tmp_path):
     import zoo
     from harness.scoring.scorers import SCORERS

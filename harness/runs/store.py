@@ -60,3 +60,24 @@ def check_answers(uri: str) -> None:
         raise ValueError(f"tracking URI {uri} does not answer ({reason}); start the MLflow server "
                          "or give another --tracking-uri") from None
     _ANSWERED.add(uri)
+
+
+def local_store_state(uri: str) -> str | None:
+    """A fingerprint of a local SQLite store's files (path, inode, size, mtime); None for any other store.
+
+    SQLite rewrites the database file (or its -wal/-journal file) on every commit, so an unchanged
+    fingerprint means no run, metric or tag was written since: what a cached answer may rely on.
+    A server's store (http, postgresql) cannot be fingerprinted without asking it, so it gets None.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///"):]).resolve()
+    parts = []
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-journal")):
+        try:
+            stat = path.stat()
+        except OSError:
+            parts.append(f"{path.name}:absent")
+            continue
+        parts.append(f"{path}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts) if database.exists() else None
