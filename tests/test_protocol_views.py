@@ -292,3 +292,13 @@ def test_a_submitted_run_saves_its_outputs_and_rescores_to_exactly_its_logged_nu
     runs = client.search_runs([run.info.experiment_id])
     (bare,) = [r for r in runs if r.info.run_id != run.info.run_id]
     assert bare.data.tags["outputs"] == "none" and bare.data.params["run.save_outputs"] == "False"
+
+
+def test_rescore_on_a_store_that_does_not_exist_says_so_in_one_line_and_creates_nothing(tmp_path):
+    from conftest import harness_main
+
+    done = harness_main(["rescore", "--setting", "five_deg", "--protocol", "matlab"], tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert "does not exist yet" in line and str(tmp_path / "mlflow.db") in line
+    assert not (tmp_path / "mlflow.db").exists()

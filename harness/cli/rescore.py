@@ -51,11 +51,19 @@ def run(args: argparse.Namespace) -> int:
 
     from harness.runs import tracking
     from harness.runs.rescore import NoSavedOutputs, rescore
-    from harness.runs.store import tracking_uri
+    from harness.runs.store import missing_local_store, tracking_uri
     from harness.scoring.views import check_fits
-    from harness.settings import get_setting
+    from harness.settings import get_protocol, get_setting
 
-    mlflow = tracking.client(tracking_uri(args.tracking_uri))
+    if args.protocol:
+        get_protocol(args.protocol)  # an unknown name lists the valid ones before any store is opened
+    if args.setting:
+        get_setting(args.setting)
+    uri = tracking_uri(args.tracking_uri)
+    if (database := missing_local_store(uri)) is not None:
+        raise ValueError(f"no runs to re-score: the store {database} does not exist yet (train with "
+                         "`harness submit`, or give the --tracking-uri of your runs)")
+    mlflow = tracking.client(uri)
     targets = _targets(mlflow, args)
     for run_, protocol in targets:  # a colour space that cannot fit is refused before anything is logged
         check_fits(get_setting(run_.data.tags["setting"]), protocol)

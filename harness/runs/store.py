@@ -81,3 +81,11 @@ def local_store_state(uri: str) -> str | None:
             continue
         parts.append(f"{path}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}")
     return "|".join(parts) if database.exists() else None
+
+
+def missing_local_store(uri: str) -> Path | None:
+    """The database file of a local SQLite store that does not exist yet (opening it would create it); else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///"):]).resolve()
+    return None if database.exists() else database
