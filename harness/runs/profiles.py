@@ -25,6 +25,18 @@ class Profile:
     # up before one optimiser step (and, data-parallel, one gradient sync), to fit a paper batch
     # into less memory. The result is the step the whole batch gives, up to rounding.
     accumulate: int = 1
+    # The learning-rate schedule by name (harness/runs/schedules.py) and its shape: warm-up +
+    # cosine reaching `min_lr` at `cosine_end` (a fraction of the stage), or a constant rate
+    # multiplied by `drop_factor` from `drop_at` on.
+    schedule: str = "warmup_cosine"
+    cosine_end: float = 1.0
+    min_lr: float = 0.0
+    drop_at: float = 1.0
+    drop_factor: float = 0.1
+    # A paper's budget in epochs over the setting's repetition-weighted training set: the steps then
+    # follow from the data and the batch (harness/runs/budget.py) and `steps` is not used.
+    epochs: float | None = None
+    citation: str = ""  # where a paper recipe's numbers come from (`harness list profiles`)
 
 
 PROFILES: Registry[Profile] = Registry("profile")
@@ -37,3 +49,5 @@ for _profile in (
             batch_size=16, patch_size=96, lr=5e-4, checkpoint_every=500, log_every=25),
 ):
     PROFILES.add(_profile.name, _profile)
+
+from harness.runs import recipes  # noqa: E402,F401  (registers the papers' recipes in PROFILES)
