@@ -17,6 +17,10 @@ class Progress:
         self.label, self.total, self.start, self.every_s, self.stream = label, total, start, every_s, stream
         self.t0 = self.last = time.monotonic()
 
+    def due(self, done: int) -> bool:
+        """True when `update(done)` would print (so a caller computes its `extra` text only then)."""
+        return time.monotonic() - self.last >= self.every_s or done >= self.total
+
     def update(self, done: int, extra: str = "", force: bool = False) -> None:
         """Report that `done` of `total` units are finished."""
         now = time.monotonic()

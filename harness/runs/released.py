@@ -52,6 +52,8 @@ class ReleasedRequest:
     blind: bool = False
     efficiency_size: int = 128
     save_outputs: bool = True  # keep the restored test images as outputs/<task>/<image>.png artifacts
+    precision: str = "fp32"  # autocast of the forward passes (harness/precision.py); scores stay float32
+    compile: bool = False  # torch.compile the network (eager, tagged compile.fallback, if it fails)
 
 
 @dataclass
@@ -316,7 +318,8 @@ def run_params(prepared: PreparedRelease) -> dict[str, Any]:
                    "run.metrics": ",".join(request.metrics), "run.tile": request.tile,
                    "run.tile_overlap": request.tile_overlap, "run.device": prepared.device,
                    "run.blind": request.blind, "run.efficiency_size": request.efficiency_size,
-                   "run.save_outputs": request.save_outputs,
+                   "run.save_outputs": request.save_outputs, "run.precision": request.precision,
+                   "run.compile": request.compile,
                    "run.public_args": json.dumps({k: _format(v) for k, v in request.public_args.items()}),
                    "run.command": command_line(prepared), "setting.version": setting.version})
     config = getattr(prepared.model, "config", None)
@@ -339,7 +342,8 @@ def evaluate_released(request: ReleasedRequest, explicit_uri: str | None = None)
     mlflow = tracking.client(uri)
     kind = "logged" if prepared.logged is not None else "released"
     run_name = f"{prepared.request.model}-{kind}-{request.setting}-{uuid.uuid4().hex[:6]}"
-    run_id = tracking.start_run(mlflow, request.setting, run_name, run_tags(prepared), run_params(prepared))
+    tags = {**run_tags(prepared), "precision": request.precision}  # the leaderboard's precision column
+    run_id = tracking.start_run(mlflow, request.setting, run_name, tags, run_params(prepared))
     print(f"MLflow run {run_id} ({run_name}) in {uri}", flush=True)
 
     def score() -> dict[str, float]:
@@ -363,9 +367,14 @@ def _score(mlflow, run_id: str, prepared: PreparedRelease) -> dict[str, float]:
     if missing:  # recorded as missing, never as a number
         tracking.set_tags(mlflow, run_id, {"metrics.missing": ",".join(missing),
                                            **{f"metric_missing.{name}": why for name, why in missing.items()}})
+    from harness.precision import Compiler
+
+    compiler = Compiler(request.compile)
     result = evaluate(prepared.model, setting, prepared.data, prepared.device, blind=request.blind,
                       scorers=scorers, tile=request.tile, tile_overlap=request.tile_overlap,
-                      save_outputs=request.save_outputs)
+                      save_outputs=request.save_outputs, precision=request.precision, compiler=compiler)
+    if compiler.fallback is not None:
+        tracking.set_tags(mlflow, run_id, {"compile.fallback": compiler.fallback})
     if request.efficiency_size:
         try:
             _log_efficiency(mlflow, run_id, prepared, setting)

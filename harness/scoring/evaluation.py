@@ -14,6 +14,7 @@ from harness.scoring.scorers import Scorer, score_all
 from harness.scoring.tiling import restore_tiled, tile_grid
 from harness.scoring.views import default_views
 from harness.progress import Progress
+from harness.precision import PRECISIONS, Compiler, autocast, compiled
 from harness.settings import MetricProtocol, Setting
 from zoo.contract import Conditioning, RestorationModel
 
@@ -77,6 +78,7 @@ def evaluate(
     model: RestorationModel, setting: Setting, data: DataSource, device="cpu", blind: bool = False,
     scorers: dict[str, Scorer] | None = None, tile: int | None = None, tile_overlap: int | None = None,
     views: dict[str, MetricProtocol] | None = None, save_outputs: bool = False,
+    precision: str = "fp32", compiler: Compiler | None = None,
 ) -> EvaluationResult:
     """Score `model` on every test pair of every task of `setting`.
 
@@ -89,7 +91,9 @@ def evaluate(
     Every restored image is rounded to 8 bits (as its saved PNG) before it is scored, so saved
     outputs re-score identically. `views` (prefix -> protocol; default: the setting's protocol and
     its colour twin, harness.scoring.views) adds '<prefix>psnr' and '<prefix>ssim' per image;
-    `save_outputs` keeps each restored image (uint8) in its TaskResult.outputs.
+    `save_outputs` keeps each restored image (uint8) in its TaskResult.outputs. `precision`
+    autocasts the model's forward pass and `compiler` compiles it (harness/precision.py);
+    the outputs are cast back to float32 before they are rounded and scored.
     """
     model.to(device).eval()
     grid = None if tile is None else tile_grid(tile, model.pad_multiple, tile_overlap)
@@ -97,34 +101,38 @@ def evaluate(
     result = EvaluationResult(views=dict(views))
     total = sum(len(data.test_pairs(t)) for t in setting.task_names)
     progress, done = Progress("eval", total), 0
-    for spec in setting.tasks:
-        task = spec.name
-        per_image, example, outputs = {}, None, {}
-        level = None
-        if setting.continuous and spec.level is not None:
-            level = torch.tensor([spec.level / setting.level_scale], device=device)
-        cond = Conditioning(level=level) if level is not None and not blind else None
-        for pair in data.test_pairs(task):
-            degraded, target = _to_tensor(pair.degraded, device), _to_tensor(pair.target, device)
-            restored = restore(model, degraded, cond) if grid is None else restore_tiled(model, degraded, cond, grid)
-            levels, restored = to_8bit(restored)
-            target = target.float()
-            values = score_all(scorers, restored, target, setting.protocol) if scorers else score(restored, target, setting.protocol)
-            for prefix, protocol in views.items():
-                if prefix:
-                    values.update({f"{prefix}{k}": v for k, v in score(restored, target, protocol).items()})
-            if save_outputs:
-                outputs[pair.name] = levels[0].permute(1, 2, 0).cpu().numpy()
-            per_image[pair.name] = {k: float(v.item()) for k, v in values.items()}
-            estimate = model.estimate_level(degraded) if level is not None else None
-            if estimate is not None:
-                per_image[pair.name]["level_error"] = float((estimate - level).abs().item() / level.item())
-            if example is None:
-                as_image = lambda t: t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # noqa: E731
-                example = (pair.degraded, as_image(restored), pair.target)
-            done += 1
-            progress.update(done, f"task {task}")
-        metrics = next(iter(per_image.values())).keys()
-        means = {m: float(np.mean([s[m] for s in per_image.values()])) for m in metrics}
-        result.tasks[task] = TaskResult(task, per_image, means, example, outputs)
+    mixed = PRECISIONS.get(precision)
+    with compiled(model, compiler or Compiler()) as guard:
+        for spec in setting.tasks:
+            task = spec.name
+            per_image, example, outputs = {}, None, {}
+            level = None
+            if setting.continuous and spec.level is not None:
+                level = torch.tensor([spec.level / setting.level_scale], device=device)
+            cond = Conditioning(level=level) if level is not None and not blind else None
+            for pair in data.test_pairs(task):
+                degraded, target = _to_tensor(pair.degraded, device), _to_tensor(pair.target, device)
+                with autocast(mixed, device):
+                    restored = guard(lambda: restore(model, degraded, cond) if grid is None
+                                     else restore_tiled(model, degraded, cond, grid))
+                levels, restored = to_8bit(restored.float())
+                target = target.float()
+                values = score_all(scorers, restored, target, setting.protocol) if scorers else score(restored, target, setting.protocol)
+                for prefix, protocol in views.items():
+                    if prefix:
+                        values.update({f"{prefix}{k}": v for k, v in score(restored, target, protocol).items()})
+                if save_outputs:
+                    outputs[pair.name] = levels[0].permute(1, 2, 0).cpu().numpy()
+                per_image[pair.name] = {k: float(v.item()) for k, v in values.items()}
+                estimate = model.estimate_level(degraded) if level is not None else None
+                if estimate is not None:
+                    per_image[pair.name]["level_error"] = float((estimate - level).abs().item() / level.item())
+                if example is None:
+                    as_image = lambda t: t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # noqa: E731
+                    example = (pair.degraded, as_image(restored), pair.target)
+                done += 1
+                progress.update(done, f"task {task}")
+            metrics = next(iter(per_image.values())).keys()
+            means = {m: float(np.mean([s[m] for s in per_image.values()])) for m in metrics}
+            result.tasks[task] = TaskResult(task, per_image, means, example, outputs)
     return result
