@@ -18,6 +18,7 @@ PAGES = [
     st.Page(VIEWS / "levels.py", title="Continuous levels", url_path="levels"),
     st.Page(VIEWS / "visual.py", title="Visual comparison", url_path="visual"),
     st.Page(VIEWS / "run.py", title="Run details", url_path="run"),
+    st.Page(VIEWS / "claims.py", title="Claims", url_path="claims"),
 ]
 
 st.set_page_config(page_title="restoration-bench", layout="wide")

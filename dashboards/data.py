@@ -101,6 +101,14 @@ def level_board(uri: str, setting: str) -> dict:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def claims(uri: str) -> pd.DataFrame:
+    """Every finished claim run's comparisons (leaderboards/claims.py); empty when none has run."""
+    from leaderboards.claims import claim_rows
+
+    return claim_rows(_client(uri)) if store_exists(uri) else pd.DataFrame()
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def runs(uri: str, setting: str) -> pd.DataFrame:
     """Every finished run of the setting (not only the one per model the board picks), newest first."""
     from leaderboards.board import setting_tasks

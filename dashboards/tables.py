@@ -26,7 +26,7 @@ def ranking_tables(board: Board, run_url: Callable[[str, str], str]) -> dict[str
         for row in group.to_dict("records"):
             cells = {"rank": int(row["rank"]), "model": row["model"], "variant": row["variant"],
                      "entry": row["entry"], "profile": row["profile"], "data source": row["data_source"],
-                     "runs": int(row["runs"]),
+                     "runs": int(row["runs"]), "seeds": int(row.get("seeds", 1)),  # > 1: CI over seeds, then images
                      "PSNR avg": row["psnr/avg"], "PSNR avg 95% CI": _ci(row["psnr/avg/ci_low"], row["psnr/avg/ci_high"], 2),
                      "SSIM avg": row["ssim/avg"], "SSIM avg 95% CI": _ci(row["ssim/avg/ci_low"], row["ssim/avg/ci_high"], 4)}
             for task in board.tasks:
