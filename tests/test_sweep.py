@@ -178,6 +178,33 @@ def test_sweep_runs_trials_on_both_nodes_each_a_child_run(cluster, tmp_path):
     assert list(board["run_id"]) == [best[0].info.run_id]  # the sweep stands by its best trial only
 
 
+@pytest.mark.slow
+@needs_namespace
+def test_trials_on_a_reused_actor_each_log_into_their_own_child_run(cluster, tmp_path):
+    """Three trials on two 1-CPU nodes: a worker process runs a second trial (Tune's reuse_actors), and every
+    trial's params and metrics are in its own child run, none in another's."""
+    rates = (0.001, 0.002, 0.003)
+    proc = cluster.popen(["sweep", *TINY, "--scheduler", "fifo", "--no-default-space", "--num-samples", "1",
+                          "--space", "lr=grid:" + ",".join(map(str, rates)), "--address", cluster.address], tmp_path)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    parent, trials = sweep_runs(tmp_path)
+    assert len(trials) == 3 and all(t.info.status == "FINISHED" for t in trials)
+    workers = [(t.data.tags["ray.node_id"], t.data.tags["ray.worker_pid"]) for t in trials]
+    assert len(set(workers)) < len(workers), workers  # one worker process ran two trials
+    assert sorted(float(t.data.params["sweep.lr"]) for t in trials) == list(rates)
+    mlflow, final_losses = client(tmp_path), set()
+    for trial in trials:
+        run_id, params, lr = trial.info.run_id, trial.data.params, float(trial.data.params["sweep.lr"])
+        assert float(params["profile.lr"]) == lr and trial.data.tags["attempts"] == "1"
+        assert [m.value for m in mlflow.get_metric_history(run_id, "hp/lr")] == [lr]
+        history = {key: sorted(m.step for m in mlflow.get_metric_history(run_id, key))
+                   for key in ("train/loss", "val/psnr", "psnr/avg")}
+        assert history == {"train/loss": [5, 10, 15, 20], "val/psnr": [10, 20], "psnr/avg": [20]}, (lr, history)
+        final_losses.add(next(m.value for m in mlflow.get_metric_history(run_id, "train/loss") if m.step == 20))
+    assert len(final_losses) == 3  # three learning rates, three different curves: each run holds its own
+
+
 # ----------------------------------------------------------------------------- data-parallel trials
 
 
