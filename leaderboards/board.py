@@ -15,7 +15,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from leaderboards.artifacts import per_image_metrics
-from leaderboards.bootstrap import PerImage, paired_difference, run_intervals
+from leaderboards.bootstrap import PerImage, seed_intervals, seeded_difference
+from leaderboards.seeds import fold_seeds, mean_per_image, seed_rows
 from leaderboards.reported import METRICS, reported_rows, reported_settings, reported_tasks
 from leaderboards.views import RANK_CHANGE, rank_changes, rescore_protocol, resolve_view, view_per_image
 from leaderboards.runs import EMBEDDED, OUTPUTS, RELEASED, TRAINED, finished_runs, pick_runs, run_table
@@ -38,6 +39,8 @@ class Board:
     per_image: dict[str, PerImage] = field(default_factory=dict)  # run id -> per-image metrics
     view: str = "rgb"  # the protocol view ranked on (leaderboards/views.py)
     missing_view: str = ""  # the command that adds the view, when finished runs exist but none holds it
+    seed_per_image: dict[str, list[PerImage]] = field(default_factory=dict)  # row run id -> each seed's per-image metrics
+    seed_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed of the seeded entries shown
 
 
 def setting_tasks(name: str) -> tuple[list[str], int | None]:
@@ -53,8 +56,9 @@ def setting_tasks(name: str) -> tuple[list[str], int | None]:
     raise UnknownNameError("setting", name, sorted(set(SETTINGS.names()) | set(reported_settings())))
 
 
-def _with_intervals(board: pd.DataFrame, tasks: list[str], per_image: dict[str, PerImage]) -> pd.DataFrame:
-    """Adds <metric>/<task>/ci_low|ci_high columns from each run's per-image metrics."""
+def _with_intervals(board: pd.DataFrame, tasks: list[str], per_image: dict[str, list[PerImage]]) -> pd.DataFrame:
+    """Adds <metric>/<task>/ci_low|ci_high columns from each entry's per-image metrics (one per seed):
+    over test images for one seed, over seeds and then test images for several."""
     board = board.copy()
     for metric in METRICS:
         for name in ["avg", *tasks]:
@@ -65,18 +69,19 @@ def _with_intervals(board: pd.DataFrame, tasks: list[str], per_image: dict[str, 
         scores = per_image.get(run_id)
         if scores is None:
             continue
-        board.loc[i, "images"] = min((len(scores[t]) for t in tasks if t in scores), default=math.nan)
+        board.loc[i, "images"] = min((len(scores[0][t]) for t in tasks if t in scores[0]), default=math.nan)
         for metric in METRICS:
-            for name, interval in run_intervals(scores, tasks, metric).items():
+            for name, interval in seed_intervals(scores, tasks, metric).items():
                 board.loc[i, f"{metric}/{name}/ci_low"] = interval.low
                 board.loc[i, f"{metric}/{name}/ci_high"] = interval.high
     return board
 
 
-def _with_leads(board: pd.DataFrame, tasks: list[str], per_image: dict[str, PerImage]) -> pd.DataFrame:
-    """Adds the paired-bootstrap lead in average PSNR of each row over the next row of its ranking."""
+def _with_leads(board: pd.DataFrame, tasks: list[str], per_image: dict[str, list[PerImage]]) -> pd.DataFrame:
+    """Adds the paired-bootstrap lead in average PSNR of each row over the next row of its ranking; with
+    seeds on either side it is clear only when the seed-level interval excludes 0 too."""
     board = board.copy()
-    for column in ("lead/psnr", "lead/ci_low", "lead/ci_high"):
+    for column in ("lead/psnr", "lead/ci_low", "lead/ci_high", "lead/seeds_ci_low", "lead/seeds_ci_high"):
         board[column] = math.nan
     board["lead/over"] = None
     board["lead/clear"] = None
@@ -86,12 +91,15 @@ def _with_leads(board: pd.DataFrame, tasks: list[str], per_image: dict[str, PerI
             first, second = per_image.get(board.at[upper, "run_id"]), per_image.get(board.at[lower, "run_id"])
             if first is None or second is None:
                 continue
-            interval = paired_difference(first, second, tasks)
-            if interval is None:
+            difference = seeded_difference(first, second, tasks)
+            if difference is None:
                 continue
+            interval = difference.images
             board.loc[upper, ["lead/psnr", "lead/ci_low", "lead/ci_high"]] = [interval.value, interval.low, interval.high]
+            if difference.seeds is not None:
+                board.loc[upper, ["lead/seeds_ci_low", "lead/seeds_ci_high"]] = [difference.seeds.low, difference.seeds.high]
             board.at[upper, "lead/over"] = board.at[lower, "model"]
-            board.at[upper, "lead/clear"] = interval.excludes_zero()
+            board.at[upper, "lead/clear"] = difference.clear()
     return board
 
 
@@ -161,6 +169,7 @@ def build_board(setting: str, tracking_uri: str | None, source: str = "all", pic
         client = MlflowClient(tracking_uri)
         runs = finished_runs(client, setting)
     frame = run_table(runs, tasks, version, view=shown.prefix)
+    unfolded, frame = frame, fold_seeds(frame)
     profiles, sources = _as_set(profile), _as_set(data_source)
     if profiles is not None and not frame.empty:
         frame = frame[frame["profile"].isin(profiles)]
@@ -172,9 +181,13 @@ def build_board(setting: str, tracking_uri: str | None, source: str = "all", pic
     if reproduced.empty and not frame.empty and shown.prefix:  # runs there, none scored in this view yet
         missing = f"harness rescore --setting {setting} --protocol {rescore_protocol(setting, shown.name)}"
     reproduced[RANK_CHANGE] = rank_changes(reproduced, shown)
-    if not reproduced.empty:
-        per_image = {r: s for r in reproduced["run_id"]
-                     if (s := view_per_image(per_image_metrics(client, r), shown.prefix)) is not None}
-    reproduced = _with_leads(_with_intervals(reproduced, tasks, per_image), tasks, per_image)
+    seeds: dict[str, list[PerImage]] = {}
+    for row_id, children in zip(reproduced["run_id"], reproduced["seed_runs"]):
+        scores = [view_per_image(per_image_metrics(client, child), shown.prefix) for child in children]
+        if scores and all(s is not None for s in scores):
+            seeds[row_id] = scores
+    per_image = {r: mean_per_image(s) for r, s in seeds.items()}
+    reproduced = _with_leads(_with_intervals(reproduced, tasks, seeds), tasks, seeds)
     return Board(setting, version, tasks, source, pick, reproduced, reported,
-                 differences(reproduced, reported, tasks), per_image, shown.name, missing)
+                 differences(reproduced, reported, tasks), per_image, shown.name, missing, seeds,
+                 seed_rows(unfolded, reproduced))

@@ -57,11 +57,14 @@ def board_records(board: Board) -> dict[str, Any]:
         if _num(row.get("lead/psnr")) is not None:
             lead = {"over": row["lead/over"], "psnr": _num(row["lead/psnr"]),
                     "psnr_ci95": [_num(row["lead/ci_low"]), _num(row["lead/ci_high"])], "clear": bool(row["lead/clear"])}
+            if _num(row.get("lead/seeds_ci_low")) is not None:  # a seeded entry on either side
+                lead["psnr_seeds_ci95"] = [_num(row["lead/seeds_ci_low"]), _num(row["lead/seeds_ci_high"])]
         rows.append({
             "source": "reproduced", "ranking": row["ranking"], "rank": int(row["rank"]), "model": row["model"],
             "variant": row["variant"], "entry": row["entry"], "pick": row["pick"], "runs": int(row["runs"]),
-            "profile": row["profile"],
-            "data_source": row["data_source"], "data_fingerprint": row["data_fingerprint"], "run_id": row["run_id"],
+            "seeds": int(row.get("seeds", 1)), "interval": interval_scope(row.get("seeds", 1)),
+            "seed_runs": list(row.get("seed_runs") or [row["run_id"]]), "profile": row["profile"],
+            "budget": row.get("budget"), "precision": row.get("precision", "fp32"), "data_source": row["data_source"], "data_fingerprint": row["data_fingerprint"], "run_id": row["run_id"],
             "run_name": row["run_name"], "images_per_task": _num(row.get("images")),
             "average": _scores(row, "avg", True), "tasks": {t: _scores(row, t, True) for t in board.tasks},
             "params": _num(row["params"]), "params_source": row["params_source"], "macs": _num(row["macs"]),
@@ -83,6 +86,25 @@ def board_records(board: Board) -> dict[str, Any]:
             "rankings": list(dict.fromkeys(board.reproduced["ranking"])), "rows": rows}
 
 
+def interval_scope(seeds: Any) -> str:
+    """What a row's interval covers: test images only for one seed, else seeds and then test images."""
+    n = int(seeds) if _num(seeds) is not None else 1
+    return "test images only (one seed)" if n <= 1 else f"{n} seeds, then test images within each seed"
+
+
+def seeds_view(board: Board) -> pd.DataFrame:
+    """Display cells of each seed of the seeded entries on the board (`harness leaderboard --show-seeds`)."""
+    rows = []
+    for row in board.seed_rows.to_dict("records"):
+        cells = {"entry run": row["seed_parent"], "model": row["model"], "variant": row["variant"], "seed": row["seed"]}
+        for name in ["avg", *board.tasks]:
+            for metric in METRICS:
+                cells[f"{metric}/{name}"] = _fmt(row.get(f"{metric}/{name}"), metric)
+        cells["run"] = row["run_id"]
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
 def _value_columns(tasks: list[str], intervals: bool) -> list[str]:
     columns = []
     for name in ["avg", *tasks]:
@@ -96,7 +118,8 @@ def _value_columns(tasks: list[str], intervals: bool) -> list[str]:
 def board_frame(board: Board) -> pd.DataFrame:
     """One flat table (the CSV): reproduced rows, reported rows, then reproduced-minus-reported rows."""
     values = _value_columns(board.tasks, True)
-    head = ["rank", "model", "variant", "source", "entry", "ranking", "citation", "method", "profile", "data_source"]
+    head = ["rank", "model", "variant", "source", "entry", "seeds", "ranking", "citation", "method", "profile",
+            "budget", "precision", "data_source"]
     tail = ["params", "params_source", "macs", "macs_input", "latency_ms", "lead/over", "lead/psnr", "lead/ci_low", "lead/ci_high",
             "lead/clear", "comparable", "run_id", "data_fingerprint", "note", "rank_change", "view"]
     parts = []
@@ -144,7 +167,8 @@ def reproduced_view(board: Board, ranking: str) -> pd.DataFrame:
     compared = any(row.get("rank_change") for row in records)  # the column shows when another view exists
     for row in records:
         cells = {"rank": int(row["rank"]), "model": row["model"], "variant": row["variant"], "entry": row["entry"],
-                 "profile": row["profile"]}
+                 "profile": row["profile"], "budget": row.get("budget") or "-", "precision": row.get("precision", "fp32"),
+                 "seeds": int(row.get("seeds", 1))}
         for name in ["avg", *board.tasks]:
             for metric in METRICS:
                 cells[f"{metric}/{name}"] = _with_ci(row, f"{metric}/{name}")
@@ -154,6 +178,8 @@ def reproduced_view(board: Board, ranking: str) -> pd.DataFrame:
         lead = _num(row.get("lead/psnr"))
         cells["lead over next"] = "-" if lead is None else (
             f"{lead:+.2f} [{row['lead/ci_low']:+.2f},{row['lead/ci_high']:+.2f}]"
+            + ("" if _num(row.get("lead/seeds_ci_low")) is None
+               else f" seeds [{row['lead/seeds_ci_low']:+.2f},{row['lead/seeds_ci_high']:+.2f}]")
             + ("" if row["lead/clear"] else " (within noise)"))
         if compared:  # '-': this entry has no scores in the other view
             cells["rank change"] = row.get("rank_change") or "-"
@@ -214,7 +240,8 @@ def board_text(board: Board, markdown: bool = False) -> str:
             out.append("No finished runs of this setting in the tracking store.")
         for ranking in dict.fromkeys(board.reproduced["ranking"]):
             out += ["", heading(f"Reproduced, ranked on {ranking}, {board.view.upper()} view: {board.pick} run per model; "
-                                "cells are mean [95% bootstrap CI over test images]"), table(reproduced_view(board, ranking))]
+                                "cells are mean [95% bootstrap CI over test images; over seeds, then test images, "
+                                "for an entry with seeds > 1]"), table(reproduced_view(board, ranking))]
     if board.source != "reproduced":
         out += ["", heading("Reported in the papers (not ranked; each row cites its table)")]
         out.append(table(reported_view(board)) if not board.reported.empty else "No reported results for this setting.")

@@ -94,11 +94,14 @@ def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: s
         if tags.get("sweep_parent") and tags.get("sweep_best") != "true":  # a sweep stands by its best trial
             continue
         row = {"model": tags.get("model"), "variant": tags.get("variant"), "entry": entry_of(tags),
-               "profile": tags.get("profile"),
+               "profile": tags.get("profile"), "budget": budget_label(tags, run.data.params),
+               "precision": tags.get("precision") or "fp32",  # runs from before --precision trained in float32
                "data_source": tags.get("data_source"), "data_fingerprint": tags.get("data_fingerprint"),
                "ranking": ranking_label(tags.get("data_source"), tags.get("data_fingerprint")),
                "run_id": run.info.run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
-               "start_time": run.info.start_time, "seed": tags.get("seed")}
+               "start_time": run.info.start_time, "seed": tags.get("seed"),
+               # a seed of a `submit --seeds` entry (harness/runs/seeds.py); leaderboards/seeds.py folds them into one row
+               "seed_parent": tags.get("seed_parent"), "seeds": 1, "seed_runs": [run.info.run_id]}
         for name in ["avg", *tasks]:
             for metric in ("psnr", "ssim"):
                 row[f"{metric}/{name}"] = metrics.get(f"{view}{metric}/{name}", math.nan)
@@ -108,12 +111,21 @@ def run_table(runs: list[Any], tasks: list[str], version: int | None, profile: s
     return pd.DataFrame(rows)
 
 
+def budget_label(tags: dict[str, str], params: dict[str, str]) -> str:
+    """The training budget a run's numbers come from: its `budget` tag (epochs, steps, effective batch),
+    or, for runs from before it, the steps and batch of its profile parameters; '-' for untrained entries."""
+    if tags.get("budget"):
+        return tags["budget"]
+    steps, batch = params.get("profile.steps"), params.get("profile.batch_size")
+    return f"{int(steps):,} steps x {batch}" if steps and batch else "-"
+
+
 def board_columns(tasks: list[str]) -> list[str]:
     """Column order of a reproduced leaderboard."""
-    columns = ["rank", "model", "variant", "entry", "pick", "runs", "ranking", "psnr/avg", "ssim/avg"]
+    columns = ["rank", "model", "variant", "entry", "pick", "runs", "seeds", "ranking", "psnr/avg", "ssim/avg"]
     columns += [f"{m}/{t}" for t in tasks for m in ("psnr", "ssim")]
-    return columns + ["params", "params_source", "macs", "macs_input", "latency_ms", "profile", "data_source",
-                      "run_id", "data_fingerprint", "run_name", "experiment_id", "start_time", "views"]
+    return columns + ["params", "params_source", "macs", "macs_input", "latency_ms", "profile", "budget",
+                      "precision", "data_source", "run_id", "data_fingerprint", "run_name", "experiment_id", "start_time", "views", "seed_runs"]
 
 
 def pick_runs(frame: pd.DataFrame, tasks: list[str], pick: str = "best") -> pd.DataFrame:

@@ -63,8 +63,9 @@ def test_list_protocols_and_profiles_print_each_entry_of_the_registry(capsys):
     assert [r["name"] for r in profiles] == PROFILES.names()
     for row in profiles:
         profile = PROFILES.get(row["name"])
-        assert (row["steps"], row["batch_size"], row["patch_size"], row["description"]) == (
-            profile.steps, profile.batch_size, profile.patch_size, profile.description)
+        assert (row["steps"], row["epochs"], row["batch_size"], row["patch_size"], row["description"]) == (
+            None if profile.epochs else profile.steps, profile.epochs, profile.batch_size, profile.patch_size,
+            profile.description)
 
 
 def test_list_degradations_covers_every_kind_a_setting_uses(capsys):

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The order a run goes through the harness (harness/__init__.py); a package may import those before it.
 LAYERS = ["harness.settings", "harness.data", "harness.scoring", "harness.runs", "harness.ads", "harness.cli"]
-SHARED = {"harness.progress", "harness.public", "harness.cache", "harness.catalogue"}  # utilities outside the layers
+SHARED = {"harness.progress", "harness.public", "harness.cache", "harness.catalogue", "harness.precision"}  # utilities outside the layers
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -15,6 +15,7 @@ import sys
 from harness.cli import (dashboard, data, evaluate, leaderboard, listing, rescore, restore, score, submit,  # noqa: F401
                          sweep, weights)
 from harness.cli import register  # noqa: F401,E402  (harness register: the MLflow Model Registry)
+from harness.cli import claims  # noqa: F401,E402  (harness claims: the seed papers' headline claims)
 from harness.cli.registry import COMMANDS
 from zoo.registry import UnknownNameError
 

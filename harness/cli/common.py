@@ -47,11 +47,11 @@ def profile_names(**_: Any) -> list[str]:
 
 
 def print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profile: str | None = None,
-                source: str = "reproduced", view: str | None = None) -> None:
-    """Print the leaderboard of a setting (the level board for a continuous one)."""
+                source: str = "reproduced", view: str | None = None, show_seeds: bool = False) -> None:
+    """Print the leaderboard of a setting (the level board for a continuous one); `show_seeds` adds each seed's row."""
     from harness.settings import SETTINGS, get_setting
     from leaderboards.board import build_board
-    from leaderboards.render import board_frame, board_records, board_text
+    from leaderboards.render import board_frame, board_records, board_text, seeds_view
 
     setting = get_setting(setting_name) if setting_name in SETTINGS or source == "reproduced" else None
     if setting is not None and setting.continuous and source == "reproduced":
@@ -63,12 +63,19 @@ def print_board(setting_name: str, uri: str, fmt: str, pick: str = "best", profi
         _print_level_board(setting, uri, fmt, pick, profile)
         return
     board = build_board(setting_name, uri, source=source, pick=pick, profile=profile, view=view)
+    seeds = seeds_view(board) if show_seeds else None
     if fmt == "json":
-        print(json.dumps(board_records(board), indent=2))
+        records = board_records(board)
+        if seeds is not None:
+            records["seed_rows"] = seeds.to_dict("records")
+        print(json.dumps(records, indent=2))
     elif fmt == "csv":
-        print(board_frame(board).to_csv(index=False), end="")
+        print((board_frame(board) if seeds is None else seeds).to_csv(index=False), end="")
     else:
         print(board_text(board, markdown=fmt == "markdown"), end="")
+        if seeds is not None:
+            print("\nSeeds of each entry with seeds > 1 (entry run = the row's run):")
+            print(seeds.to_string(index=False) if not seeds.empty else "none on this board")
 
 
 def _print_level_board(setting, uri: str, fmt: str, pick: str, profile: str | None) -> None:
@@ -117,3 +124,19 @@ def load_plugins(model_files: list[str] | None) -> tuple[tuple[str, ...], tuple[
 
     plugins = load_model_files(model_files)
     return tuple(p.module for p in plugins), staged_modules(plugins)
+
+
+def add_speed_options(parser) -> None:
+    """`--precision fp32|bf16|fp16` and `--compile`: autocast and torch.compile (harness/precision.py)."""
+    parser.add_argument("--precision", default="fp32",
+                        help="fp32 (default) | bf16 (CPU, or an Ampere+ GPU) | fp16 (GPU, with gradient scaling): "
+                             "autocast of the model; metrics are always computed in float32")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (falls back to eager, tagged compile.fallback, if it fails)")
+
+
+def check_precision_option(precision: str, gpus: float) -> None:
+    """Refuse, in one line before Ray or MLflow start, a precision the run's device cannot do (exit 2)."""
+    from harness.precision import check_precision
+
+    check_precision(precision, "cuda" if gpus and gpus > 0 else "cpu")

@@ -6,7 +6,7 @@ import ast
 import json
 from typing import Any
 
-from harness.cli.common import add_model_file, load_plugins, metric_names, model_names, print_result, setting_names
+from harness.cli.common import add_model_file, add_speed_options, check_precision_option, load_plugins, metric_names, model_names, print_result, setting_names
 from harness.cli.registry import command, complete
 
 
@@ -62,6 +62,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--efficiency-size", type=int, default=128,
                    help="input side for the measured MACs, latency and memory (default 128; 0: skip)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or a local SQLite store)")
+    add_speed_options(p)
 
 
 @command("evaluate", "score an author-released checkpoint or a folder of restored images (no training; MLflow)",
@@ -70,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate released weights or restored images, record the run, and print the setting's leaderboard."""
     load_plugins(args.model_file)  # plug-in models are known to the zoo before anything is resolved
     if args.outputs is not None or args.name is not None:
+        if args.precision != "fp32" or args.compile:
+            raise ValueError("--precision and --compile run a model; --outputs scores restored images: give them "
+                             "with --model/--weights")
         return _outputs(args)
+    check_precision_option(args.precision, args.gpus)
     if not args.model and not (args.weights or "").startswith(("runs:/", "models:/")):
         raise ValueError("harness evaluate needs --model M --weights FILE (released weights), "
                          "--weights runs:/RUN_ID/model or models:/NAME@ALIAS (a logged model), "
@@ -81,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                               public_args=parse_public_args(args.arg), estimator=args.estimator_weights,
                               data_root=args.data_root, metrics=tuple(metric_names(args.metrics)), gpus=args.gpus,
                               tile=args.tile, tile_overlap=args.tile_overlap, blind=args.blind,
-                              efficiency_size=args.efficiency_size, save_outputs=args.save_outputs)
+                              efficiency_size=args.efficiency_size, save_outputs=args.save_outputs,
+                              precision=args.precision, compile=args.compile)
     print_result(evaluate_released(request, args.tracking_uri), args.setting)
     return 0
 

@@ -91,8 +91,10 @@ def _protocols() -> list[dict[str, Any]]:
 def _profiles() -> list[dict[str, Any]]:
     from harness.runs.profiles import PROFILES
 
-    return [{"name": n, "steps": p.steps, "batch_size": p.batch_size, "patch_size": p.patch_size,
-             "description": p.description} for n in PROFILES for p in [PROFILES.get(n)]]
+    # a recipe's budget is in epochs (its steps follow from the data); batch_size is the effective batch
+    return [{"name": n, "steps": p.steps if p.epochs is None else None, "epochs": p.epochs, "batch_size": p.batch_size, "patch_size": p.patch_size, "lr": p.lr, "schedule": p.schedule,
+             "description": p.description, "citation": p.citation or "-"}
+            for n in PROFILES for p in [PROFILES.get(n)]]
 
 
 @CATALOGUES.register("degradations")
@@ -103,6 +105,8 @@ def _degradations() -> list[dict[str, Any]]:
 
 
 def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, list):
         return ",".join(map(str, value))
     if isinstance(value, dict):  # other_params: "code 28.56M", or "-" when a model has none

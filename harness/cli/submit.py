@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from harness.cli.common import (accumulate_option, add_model_file, load_plugins, metric_names, model_names,
+from harness.cli.common import (accumulate_option, add_model_file, add_speed_options, check_precision_option,
+                                load_plugins, metric_names, model_names,
                                 parse_options, print_board, print_result, profile_names, setting_names)
 from harness.cli.registry import command, complete
 
@@ -23,6 +24,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accumulate", type=int, help="split each step's batch into N micro-batches whose gradients "
                    "add up before one optimiser step (one gradient sync when data-parallel); less memory, same step")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", help="train once per seed, comma-separated distinct seeds (e.g. 0,1,2), as one Ray Tune "
+                                   "grid under an MLflow parent run; the leaderboard shows the mean over seeds")
+    p.add_argument("--repeats", type=int, metavar="N", help="like --seeds 0,1,...,N-1")
     p.add_argument("--data-root", help="folder of real datasets (default: the embedded synthetic suite)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model configuration override")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or a local SQLite store)")
@@ -30,6 +34,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, help="CPUs for the trial (default: all local CPUs)")
     p.add_argument("--gpus", type=float, default=0.0, help="GPUs for the trial (fractions allowed)")
     p.add_argument("--max-failures", type=int, default=0, help="retries of a crashed trial from its last checkpoint")
+    p.add_argument("--workers", type=int, help="train the run data-parallel on N Ray Train workers (gloo on CPUs, NCCL "
+                   "on GPUs); the effective batch stays the profile's, split N ways (with --resume: continue on N)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs of each data-parallel worker")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (recipe, epochs, steps, batches, workers) and "
+                   "the expected wall time from a few steps measured here; train nothing")
     p.add_argument("--blind", action="store_true",
                    help="continuous settings: restore with the model's estimated level, not the true one")
     p.add_argument("--dedicated", action="store_true",
@@ -43,6 +52,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="do not keep the restored test images (outputs/<task>/<image>.png; kept by default)")
     p.add_argument("--efficiency-size", type=int, default=128,
                    help="input side for the measured MACs, latency and memory (default 128; 0: skip)")
+    add_speed_options(p)
 
 
 @command("submit", "train and evaluate a model on a setting (Ray + MLflow)", _arguments)
@@ -53,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     modules, py_modules = load_plugins(args.model_file)  # a bad plug-in file stops here, before Ray or MLflow
     cluster = ClusterOptions(address=args.address, cpus=args.cpus, gpus=args.gpus, max_failures=args.max_failures,
-                             py_modules=py_modules)
+                             py_modules=py_modules, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+    if args.workers is not None and args.workers < 1:  # one line before anything starts
+        raise ValueError(f"--workers must be a positive number of data-parallel workers, got {args.workers}")
     if args.resume:
         from harness.ads.pipeline import is_pipeline_run, resume_pipeline
         from harness.runs import tracking
@@ -72,7 +84,40 @@ def run(args: argparse.Namespace) -> int:
                            model_options=parse_options(args.option), blind=args.blind,
                            metrics=tuple(metric_names(args.metrics)), efficiency_size=args.efficiency_size, save_outputs=args.save_outputs,
                            profile_options=accumulate_option(args.accumulate))
-    run_config = dataclasses.replace(run_config, plugin_modules=modules)
+    run_config = dataclasses.replace(run_config, plugin_modules=modules, precision=args.precision,
+                                     compile=args.compile)
+    check_precision_option(args.precision, max(args.gpus, getattr(args, "gpus_per_worker", 0.0)))
+    if cluster.data_parallel() or args.dry_run:
+        from harness.runs.submit import check_cluster
+
+        run_config.validate()
+        check_cluster(run_config, cluster)  # workers, GPUs and the batch split: one line each, exit 2
+    if cluster.data_parallel():
+        from zoo.ads import is_pipeline_model
+
+        if args.dedicated or args.levels or args.seeds or args.repeats or is_pipeline_model(run_config.model):
+            raise ValueError("--workers and --gpus-per-worker train one run data-parallel; give them without "
+                             "--dedicated, --levels, --seeds, --repeats or a pipeline model")
+    if args.dry_run:
+        from harness.runs.plan import make_plan, plan_text
+
+        print(plan_text(make_plan(run_config, cluster.workers or 1)))
+        return 0
+    from harness.cli.seeds import parse_seeds
+
+    seeds = parse_seeds(args.seeds, args.repeats)  # bad seeds stop here, before Ray or MLflow
+    if seeds is not None and (args.dedicated or args.levels):
+        raise ValueError("--seeds/--repeats train one configuration per seed; give them without --dedicated/--levels")
+    from zoo.ads import is_pipeline_model
+
+    if (run_config.resolved_profile().epochs is not None and run_config.steps is None
+            and (seeds is not None or args.dedicated or args.levels or is_pipeline_model(run_config.model))):
+        raise ValueError(f"profile '{run_config.profile}' states its budget in epochs, which one plain run resolves "
+                         "from its data; with --seeds, --repeats, --dedicated, --levels or a pipeline model give --steps")
+    if seeds is not None:
+        from harness.cli.seeds import print_seeds
+
+        return print_seeds(run_config, seeds, cluster, args.tracking_uri)
     if args.dedicated or args.levels:
         from harness.runs.dedicated import submit_dedicated
         from harness.runs.store import tracking_uri

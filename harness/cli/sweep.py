@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from harness.cli.common import (accumulate_option, add_model_file, load_plugins, metric_names, model_names,
+from harness.cli.common import (accumulate_option, add_model_file, add_speed_options, check_precision_option,
+                                load_plugins, metric_names, model_names,
                                 parse_options, print_board, profile_names, setting_names)
 from harness.cli.registry import command, complete
 
@@ -45,6 +46,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--cpus", type=int, help="CPUs of the local Ray cluster (default: all)")
     p.add_argument("--max-failures", type=int, default=3, help="retries of a crashed trial from its last checkpoint")
+    add_speed_options(p)
 
 
 @command("sweep", "search hyperparameters with Ray Tune (ASHA/PBT), one MLflow child run per trial", _arguments)
@@ -70,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
                                model_options=parse_options(args.option), metrics=tuple(metric_names(args.metrics)),
                                efficiency_size=args.efficiency_size, save_outputs=args.save_outputs,
                            profile_options=accumulate_option(args.accumulate))
-        run_config = dataclasses.replace(run_config, plugin_modules=modules)
+        run_config = dataclasses.replace(run_config, plugin_modules=modules, precision=args.precision,
+                                         compile=args.compile)
+        check_precision_option(args.precision, args.gpus_per_trial)
         space = build_space(args.model, args.space, args.space_file, defaults=not args.no_default_space)
         config = SweepConfig(run=run_config, space=space, num_samples=args.num_samples, scheduler=args.scheduler,
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,

@@ -31,12 +31,17 @@ class RunConfig:
     save_outputs: bool = True  # keep the restored test images as outputs/<task>/<image>.png artifacts
     profile_options: dict[str, Any] = field(default_factory=dict)  # profile field overrides, e.g. {"lr": 3e-4}
     plugin_modules: tuple[str, ...] = ()  # import names of --model-file plug-ins (on workers through py_modules)
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of training and evaluation (harness/precision.py)
+    compile: bool = False  # torch.compile the model for training and evaluation (eager if it fails)
 
     def validate(self) -> None:
         """Resolve every name now, so a typo fails before Ray or MLflow start."""
         MODELS.get(self.model)
         setting = get_setting(self.setting)
         PROFILES.get(self.profile)
+        from harness.precision import PRECISIONS
+
+        PRECISIONS.get(self.precision)  # UnknownNameError lists fp32, bf16, fp16
         model_config(self.model, self.variant, **self.model_options)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"--steps must be a positive number of training steps, got {self.steps}")

@@ -117,3 +117,21 @@ def mean_over_group(metrics: dict[str, float]) -> dict[str, float]:
     values = torch.tensor(list(metrics.values()), dtype=torch.float64)
     dist.all_reduce(values)
     return dict(zip(metrics, (values / dist.get_world_size()).tolist()))
+
+
+def group_stop(local: Callable[[], bool]) -> Callable[[], bool]:
+    """A stop check every process of the group calls at the same steps: true on all once `local()` is true on any.
+
+    One all-reduce of a single flag per call (on the GPU under NCCL, which has no CPU tensors), so
+    the workers stop after the same step and rank 0's checkpoint of it is the one to resume from.
+    """
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    def stop() -> bool:
+        flag = torch.tensor([1.0 if local() else 0.0], device=device)
+        dist.all_reduce(flag)
+        return bool(flag.item() > 0)
+
+    return stop

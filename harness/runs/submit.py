@@ -41,6 +41,13 @@ class ClusterOptions:
     gpus: float = 0.0
     max_failures: int = 0  # retries of a crashed trial from its last checkpoint
     py_modules: tuple[str, ...] = ()  # plug-in files every Ray worker imports (runtime_env py_modules)
+    # data-parallel Ray Train workers of the run (None: one process; on --resume, the run's own)
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+
+    def data_parallel(self) -> bool:
+        """True when the run trains on Ray Train workers (several, or GPU workers)."""
+        return (self.workers or 1) > 1 or self.gpus_per_worker > 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ def run_tags(run: RunConfig, data_name: str, fingerprint: str) -> dict[str, str]
         "seed": str(run.seed),
         "data_source": data_name,
         "data_fingerprint": fingerprint,
+        "precision": run.precision,  # the leaderboard's precision column
         "git_commit": git_commit(),
         "mlflow.source.git.commit": git_commit(),
     }
@@ -216,7 +224,27 @@ def trial_outcome(result) -> dict[str, float]:
 
 def _fit(run: RunConfig, uri: str, run_id: str, cluster: ClusterOptions) -> dict[str, float]:
     space = {"run": dataclasses.asdict(run), "tracking_uri": uri, "run_id": run_id}
-    return trial_outcome(run_grid(space, f"submit-{run_id}", cluster, on_stop=_mark_killed(uri, run_id))[0])
+    resources = None
+    if cluster.data_parallel():  # the trial drives Ray Train workers (harness/runs/distributed.py)
+        space, resources = _data_parallel_space(space, run_id, cluster)
+    return trial_outcome(run_grid(space, f"submit-{run_id}", _with_gpus(cluster), on_stop=_mark_killed(uri, run_id),
+                                  resources=resources)[0])
+
+
+def _data_parallel_space(space: dict, run_id: str, cluster: ClusterOptions) -> tuple[dict, dict[str, float]]:
+    """The trial config and resources of a data-parallel run: the trial holds a token CPU, its workers the rest."""
+    from harness.runs.distributed import DRIVER_CPU
+
+    total = cluster.cpus or os.cpu_count() or 1
+    return ({**space, "data_parallel": True, "cpus": total, "threads": 1, "max_failures": cluster.max_failures,
+             "train_storage": str(experiment_path(f"submit-{run_id}") / "train")}, {"cpu": DRIVER_CPU})
+
+
+def _with_gpus(cluster: ClusterOptions) -> ClusterOptions:
+    """A local Ray cluster started for GPU workers must see the GPUs."""
+    if cluster.gpus_per_worker and not cluster.gpus:
+        return dataclasses.replace(cluster, gpus=cluster.gpus_per_worker * (cluster.workers or 1))
+    return cluster
 
 
 def _mark_killed(uri: str, run_id: str):
@@ -237,15 +265,46 @@ def submit(run: RunConfig, cluster: ClusterOptions = ClusterOptions(), explicit_
     check_model(run.model, run.variant, run.model_options)  # a plug-in's forward must keep the image size
     if run.data_root is not None:
         run = dataclasses.replace(run, data_root=str(Path(run.data_root).resolve()))
+    check_cluster(run, cluster)
     data = open_data(run.resolved_setting(), run.data_root)
+    from harness.runs.budget import plan_budget, with_budget
+
+    budget = plan_budget(run, data, cluster.workers or 1)  # a recipe's epochs become steps on this data
+    run = with_budget(run, budget)
     uri = tracking_uri(explicit_uri)
     mlflow = tracking.client(uri)
     run_name = f"{run.model}-{run.variant}-{run.setting}-{uuid.uuid4().hex[:6]}"
-    run_id = tracking.start_run(mlflow, run.setting, run_name, run_tags(run, data.name, data.fingerprint()), run.params())
+    tags = {**run_tags(run, data.name, data.fingerprint()), "budget": budget.label(), **_worker_tags(cluster)}
+    run_id = tracking.start_run(mlflow, run.setting, run_name, tags, {**run.params(), **budget.params()})
     log_plugin_file(mlflow, run_id, run.model)
     print(f"MLflow run {run_id} ({run_name}) in {uri}", flush=True)
     tracking.set_tags(mlflow, run_id, {"ray_experiment": str(experiment_path(f"submit-{run_id}"))})
     return _track_fit(mlflow, run_id, uri, lambda: _fit(run, uri, run_id, cluster))
+
+
+def check_cluster(run: RunConfig, cluster: ClusterOptions) -> None:
+    """Refuse bad worker options in one line each, before Ray or MLflow start."""
+    from harness.runs.budget import check_split
+
+    if cluster.workers is not None and cluster.workers < 1:
+        raise ValueError(f"--workers must be a positive number of data-parallel workers, got {cluster.workers}")
+    if cluster.gpus_per_worker < 0:
+        raise ValueError(f"--gpus-per-worker must be >= 0, got {cluster.gpus_per_worker}")
+    if cluster.gpus_per_worker and cluster.address is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--gpus-per-worker {cluster.gpus_per_worker:g}: this machine has no CUDA GPU "
+                             "(give --address of a Ray cluster with GPUs, or leave the option out)")
+    profile = run.resolved_profile()
+    check_split(profile.batch_size, cluster.workers or 1, profile.accumulate)
+
+
+def _worker_tags(cluster: ClusterOptions) -> dict[str, str]:
+    """Tags that say where a data-parallel run trains now (read by its trial; --resume may change them)."""
+    if not cluster.data_parallel():
+        return {}
+    return {"data_parallel": "true", "workers": str(cluster.workers or 1), "gpus_per_worker": f"{cluster.gpus_per_worker:g}"}
 
 
 def _track_fit(mlflow, run_id: str, uri: str, fit) -> SubmitResult:
@@ -288,6 +347,16 @@ def resume(run_id: str, cluster: ClusterOptions = ClusterOptions(), explicit_uri
         raise ValueError(f"run {run_id} was not made by `harness submit` (it has no run.json parameter)")
     run = RunConfig(**json.loads(previous.data.params["run.json"]))
     check_resumable(run_id, run.model, run.plugin_modules, previous.data.tags)  # before Ray: the file is needed
+    parallel = previous.data.tags.get("data_parallel") == "true"
+    if cluster.data_parallel() and not parallel:
+        raise ValueError(f"run {run_id} trained in one process and resumes in one; --workers and --gpus-per-worker "
+                         "apply to runs submitted with them")
+    if parallel:  # any number of workers: every step's batch is the same whatever its number of slices
+        if cluster.workers is None:
+            cluster = dataclasses.replace(cluster, workers=int(previous.data.tags.get("workers", "1")),
+                                          gpus_per_worker=cluster.gpus_per_worker
+                                          or float(previous.data.tags.get("gpus_per_worker", "0")))
+        check_cluster(run, cluster)
     from ray import tune  # only now: the checks above answer bad input without importing Ray
 
     path = Path(previous.data.tags.get("ray_experiment", experiment_path(f"submit-{run_id}")))
@@ -297,9 +366,17 @@ def resume(run_id: str, cluster: ClusterOptions = ClusterOptions(), explicit_uri
         raise ValueError(f"run {run_id} was run with its state in {path.parent.parent}; "
                          f"resume it with RESTORATION_BENCH_HOME={path.parent.parent}")
     tracking.reopen_for_resume(mlflow, previous)
-    print(f"Resuming MLflow run {run_id} ({run.model} on {run.setting}) from {path}", flush=True)
+    resources = None
+    if parallel:
+        from harness.runs.distributed import DRIVER_CPU
+
+        tracking.set_tags(mlflow, run_id, {"workers": str(cluster.workers), "gpus_per_worker": f"{cluster.gpus_per_worker:g}"})
+        resources = {"cpu": DRIVER_CPU}
+    print(f"Resuming MLflow run {run_id} ({run.model} on {run.setting}) from {path}"
+          + (f" on {cluster.workers} worker(s)" if parallel else ""), flush=True)
 
     def fit() -> dict[str, float]:
-        return trial_outcome(run_grid({}, path.name, cluster, restore=True, on_stop=_mark_killed(uri, run_id))[0])
+        return trial_outcome(run_grid({}, path.name, _with_gpus(cluster), restore=True, on_stop=_mark_killed(uri, run_id),
+                                      resources=resources)[0])
 
     return _track_fit(mlflow, run_id, uri, fit)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import socket
 import uuid
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import yaml
 
 from harness.runs import tracking
 from harness.runs.config import RunConfig
+from harness.runs.distributed import DRIVER_CPU
 from harness.runs.plugins import check_model, check_resumable, log_plugin_file
 from harness.runs.store import tracking_uri
 from harness.data import open_data
@@ -39,7 +41,10 @@ from zoo.search_spaces import KINDS, Dimension, SearchSpace, default_space
 METRIC, MODE = "val/psnr", "max"  # what schedulers compare and the best trial is chosen by
 PROFILE_KEYS = ("lr", "weight_decay", "warmup_fraction")  # training fields a sweep may search
 STOPPED = "TrainingStopped"  # the error of a trial that stopped because its run was marked KILLED
-DRIVER_CPU = 0.01  # CPU share of the Tune trial that drives a multi-worker TorchTrainer
+# A trial's actor (its worker process, torch/MLflow/zoo imported) runs the next trial of the sweep
+# instead of a new one (Tune's reuse_actors); RESTORATION_BENCH_REUSE_ACTORS=0 restores one actor
+# per trial (benchmarks/ray_sweep_overhead.py measures both).
+REUSE_ACTORS = os.environ.get("RESTORATION_BENCH_REUSE_ACTORS", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -287,13 +292,14 @@ def trial_run(config: dict[str, Any]) -> RunConfig:
 
 
 def _node_facts() -> dict[str, str]:
-    """Where this process runs: Ray node id and IP, host name, and whether it is the head node."""
+    """Where this process runs: Ray node id and IP, host name, whether it is the head node, and the worker
+    process id (trials that ran one after another on a reused actor share it)."""
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
     head = any(n["NodeID"] == node_id and "node:__internal_head__" in n.get("Resources", {}) for n in ray.nodes())
     return {"ray.node_id": node_id, "ray.node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
-            "ray.head_node": str(head).lower()}
+            "ray.head_node": str(head).lower(), "ray.worker_pid": str(os.getpid())}
 
 
 def child_run(mlflow, config: dict[str, Any], run: RunConfig, trial_id: str, start_step: int) -> str:
@@ -364,45 +370,16 @@ def sweep_trial(config: dict[str, Any]) -> None:
 
 
 def _fit_data_parallel(config: dict[str, Any], run: RunConfig, run_id: str, trial_id: str) -> None:
-    """Run the trial on `workers` Ray Train workers (TorchTrainer); their reports reach Tune through TuneReportCallback."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
+    """Run the trial on `workers` Ray Train workers (harness/runs/distributed.py, shared with `harness submit`)."""
+    from harness.runs.distributed import WorkerGroup, fit_data_parallel
 
-    workers, gpus = config["workers"], config["gpus_per_trial"]
-    per_worker = {"CPU": config["cpus_per_trial"] / workers}
-    if gpus:
-        per_worker["GPU"] = gpus / workers
-    trainer = TorchTrainer(
-        data_parallel_worker,
-        train_loop_config={**config, "trial_run": dataclasses.asdict(run), "run_id": run_id},
-        torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=bool(gpus), resources_per_worker=per_worker),
-        run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}",  # the same name on a retry: Ray Train resumes from its latest checkpoint
-            storage_path=config["train_storage"],
-            failure_config=ray.train.FailureConfig(max_failures=config["max_failures"]),
-            callbacks=[TuneReportCallback()],
-        ),
-    )
-    trainer.fit()
-
-
-def data_parallel_worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: its slice of every batch, gradients synced by DistributedDataParallel."""
-    import ray.train
-
-    from harness.runs.parallel import DataParallel, mean_over_group
-    from harness.runs.trial import RayApi, train_evaluate
-
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    # TorchTrainer has initialised the gloo/NCCL process group; DDP buckets and overlaps the sync.
-    api = RayApi(ray.train.report, ray.train.get_checkpoint, ray.train.Checkpoint.from_directory, rank, world,
-                 DataParallel(), mean_over_group)
-    threads = max(1, int(config["cpus_per_trial"] / world))
-    train_evaluate(RunConfig(**config["trial_run"]), config["tracking_uri"], config["run_id"], threads, api,
-                   validate_every_checkpoint=True)
+    workers = config["workers"]
+    group = WorkerGroup(workers, config["cpus_per_trial"] / workers, config["gpus_per_trial"] / workers,
+                        max(1, int(config["cpus_per_trial"] / workers)))
+    # the same name on a retry: Ray Train resumes from its latest checkpoint. A data-parallel trial
+    # answers a stop only through Tune (README: a second Ctrl+C, or the grace time).
+    fit_data_parallel(run, config["tracking_uri"], run_id, group, f"train-{trial_id}", config["train_storage"],
+                      config["max_failures"], validate_every_checkpoint=True, stop_together=False)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -430,7 +407,8 @@ def _tune_config(cfg: SweepConfig):
     profile = cfg.run.resolved_profile()
     _, mutations = to_tune(cfg.space)
     scheduler = SCHEDULERS.get(cfg.scheduler)(SchedulerContext(profile.steps, profile.checkpoint_every, mutations))
-    return tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=cfg.num_samples, scheduler=scheduler)
+    return tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=cfg.num_samples, scheduler=scheduler,
+                           reuse_actors=REUSE_ACTORS)
 
 
 def _local_cluster(cfg: SweepConfig, cluster: ClusterOptions) -> ClusterOptions:
@@ -450,6 +428,10 @@ def sweep(cfg: SweepConfig, cluster: ClusterOptions = ClusterOptions(max_failure
     cfg = dataclasses.replace(cfg, run=run)
     cfg.validate()
     data = open_data(run.resolved_setting(), run.data_root)
+    from harness.runs.budget import plan_budget, with_budget
+
+    run = with_budget(run, plan_budget(run, data, cfg.workers()))  # a recipe's epochs become steps on this data
+    cfg = dataclasses.replace(cfg, run=run)
     uri = tracking_uri(explicit_uri)
     mlflow = tracking.client(uri)
     name = f"{run.model}-{run.variant}-{run.setting}-sweep-{uuid.uuid4().hex[:6]}"

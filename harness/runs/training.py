@@ -6,7 +6,6 @@ and stages come from the model contract (zoo/contract.py).
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from harness.runs.parallel import DataParallel, only_trainable, step_runner
+from harness.precision import PRECISIONS, Compiler, GradientScaler, autocast, compiled
 from harness.runs.profiles import Profile
 from harness.progress import Progress
 from zoo.contract import Conditioning, LossTerms, RestorationModel, TrainingStage
@@ -63,12 +63,10 @@ def plan_stages(stages: list[TrainingStage], total_steps: int) -> list[StageSpan
 
 
 def learning_rate(profile: Profile, span: StageSpan, step: int) -> float:
-    """Linear warm-up then cosine decay to zero within a stage."""
-    length = max(span.end - span.start, 1)
-    t = (step - span.start) / length
-    warm = profile.warmup_fraction
-    factor = (t + 1.0 / length) / warm if t < warm else 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
-    return profile.lr * span.stage.lr_scale * min(factor, 1.0)
+    """The rate of `step` within a stage by the profile's schedule (default: linear warm-up then cosine to zero)."""
+    from harness.runs.schedules import SCHEDULES
+
+    return SCHEDULES.get(profile.schedule)(profile, span, step)
 
 
 Callback = Callable[..., None]
@@ -94,6 +92,8 @@ def train(
     stop_requested: Callable[[], bool] | None = None,
     shard: tuple[int, int] = (0, 1),
     data_parallel: DataParallel | None = None,
+    precision: str = "fp32",
+    compiler: Compiler | None = None,
 ) -> int:
     """Train `model` from `start_step` to `profile.steps`; returns the number of steps done.
 
@@ -109,6 +109,9 @@ def train(
     averaged gradients every process takes the step one process would take on the whole batch.
     `profile.accumulate` splits each process's slice into micro-batches whose gradients are
     synced once, after the last of them.
+
+    `precision` (harness/precision.py) autocasts the forward pass (fp16 also scales the
+    gradients); `compiler` compiles the model's forward, falling back to eager if it fails.
     """
     rank, world = shard
     parts = world * profile.accumulate
@@ -119,6 +122,8 @@ def train(
     local = profile.batch_size // world
     micro = local // profile.accumulate
     model.to(device).train()
+    mixed = PRECISIONS.get(precision)
+    compiler = compiler or Compiler()
     spans = plan_stages(model.training_stages(), profile.steps)
     progress = Progress("train", profile.steps, start=start_step)
     for span in spans:
@@ -135,19 +140,23 @@ def train(
         first = max(span.start, start_step)
         indices = [step * profile.batch_size + rank * local + i for step in range(first, span.end) for i in range(local)]
         loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=micro)
-        with only_trainable(model, params):
+        scaler = GradientScaler(mixed, device)
+        with only_trainable(model, params), compiled(model, compiler, (NonFiniteLossError, TrainingOutOfMemoryError)) as guard:
             run_step = step_runner(model, data_parallel)
             for step, micro_batches in enumerate(_grouped(loader, profile.accumulate), start=first):
                 lr = learning_rate(profile, span, step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                terms = _accumulated_step(run_step, optimizer, micro_batches, span.stage, step, device, profile)
-                optimizer.step()
+                terms = guard(lambda: _accumulated_step(run_step, optimizer, micro_batches, span.stage, step, device,
+                                                        profile, mixed, scaler))
+                scaler.step(optimizer)
                 model.after_optimizer_step(span.stage)
                 done = step + 1
-                loss = terms.total.item()
-                progress.update(done, f"stage {span.stage.name} loss {loss:.4f} lr {lr:.2e}")
-                if on_log and (done % profile.log_every == 0 or done == span.end):
+                logged = on_log is not None and (done % profile.log_every == 0 or done == span.end)
+                if logged or progress.due(done):  # .item() waits for the device: only when the loss is shown
+                    loss = terms.total.item()
+                    progress.update(done, f"stage {span.stage.name} loss {loss:.4f} lr {lr:.2e}")
+                if logged:
                     metrics = {"train/loss": loss, "train/lr": lr}
                     metrics.update({f"train/loss_{k}": v.item() for k, v in terms.parts.items()})
                     on_log(done, metrics)
@@ -172,7 +181,7 @@ def _grouped(loader: DataLoader, size: int):
 
 
 def _accumulated_step(run_step, optimizer, micro_batches: list[dict[str, Tensor]], stage: TrainingStage,
-                      step: int, device, profile: Profile) -> LossTerms:
+                      step: int, device, profile: Profile, precision, scaler: GradientScaler) -> LossTerms:
     """Forward and backward every micro-batch of one step; gradients are synced after the last only.
 
     Each micro-batch's loss is divided by their number, so the summed gradient is that of the mean
@@ -188,14 +197,15 @@ def _accumulated_step(run_step, optimizer, micro_batches: list[dict[str, Tensor]
         last = index == len(micro_batches) - 1
         try:
             with contextlib.nullcontext() if last else run_step.defer_sync():
-                terms = run_step(batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, stage)
+                with autocast(precision, device):
+                    terms = run_step(batch["degraded"].to(device), batch["target"].to(device), cond, F.l1_loss, stage)
                 if not torch.isfinite(terms.total):
                     parts = ", ".join(f"{k} {v.item():.4g}" for k, v in terms.parts.items())
                     raise NonFiniteLossError(
                         f"loss became {terms.total.item()} at step {step} (stage '{stage.name}'; terms: "
                         f"{parts or 'none'}); the run is stopped, the last checkpoint is kept"
                     )
-                (terms.total / len(micro_batches)).backward()
+                scaler.backward(terms.total if len(micro_batches) == 1 else terms.total / len(micro_batches))
         except (torch.OutOfMemoryError, RuntimeError) as err:
             if not is_out_of_memory(err):
                 raise
@@ -207,5 +217,7 @@ def _accumulated_step(run_step, optimizer, micro_batches: list[dict[str, Tensor]
             ) from err
         totals.append(LossTerms(terms.total.detach(), {k: v.detach() for k, v in terms.parts.items()}))
     count = len(totals)
+    if count == 1:  # one batch per step (the usual case): its terms are the means, no averaging ops
+        return totals[0]
     return LossTerms(sum(t.total for t in totals) / count,
                      {k: sum(t.parts[k] for t in totals) / count for k in totals[0].parts})

@@ -27,6 +27,7 @@ from harness.scoring.efficiency import EfficiencyConfig, measure
 from harness.scoring.evaluation import evaluate
 from harness.scoring.scorers import build_scorers
 from harness.runs.parallel import DataParallel
+from harness.precision import Compiler, check_precision
 from harness.runs.training import TrainingStopped, train
 from zoo import Conditioning, create_model
 from zoo.plugins import import_module as import_plugin
@@ -48,6 +49,9 @@ class RayApi:
     world: int = 1
     data_parallel: DataParallel | None = None
     mean: Callable[[dict[str, float]], dict[str, float]] | None = None
+    # The workers of a group check together at every step whether the run was stopped (one
+    # all-reduce of a flag; harness/runs/parallel.py `group_stop`); False: only a lone process checks.
+    stop_together: bool = False
 
 
 def stop_poller(mlflow, run_id: str, every_s: float = 1.0) -> Callable[[], bool]:
@@ -83,6 +87,11 @@ def run_trial(config: dict[str, Any]) -> None:
     if config.get("train_level") is not None:  # one trial of a dedicated-models grid
         run = dataclasses.replace(run, train_level=config["train_level"])
     run_id = config["run_ids"][f"{run.train_level:g}"] if "run_ids" in config else config["run_id"]
+    if config.get("data_parallel"):  # `harness submit --workers N`: Ray Train workers (harness/runs/distributed.py)
+        from harness.runs.distributed import submitted_trial
+
+        submitted_trial(config, run, run_id)
+        return
     train_evaluate(run, config["tracking_uri"], run_id, config["threads"], tune_api())
 
 
@@ -103,6 +112,8 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
         import ray.train.torch
 
         device = ray.train.torch.get_device()
+    check_precision(run.precision, device)  # the CLI checked the local device; this is the one the trial got
+    compiler = Compiler(run.compile)
     setting, profile = run.resolved_setting(), run.resolved_profile()
     data = open_data(setting, run.data_root)
     for module in run.plugin_modules:  # --model-file plug-ins, shipped to every node as Ray py_modules
@@ -112,6 +123,10 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
     lead = ray_api.rank == 0
     # one process only: the workers of a data-parallel trial would have to agree on the step
     stop_requested = stop_poller(mlflow, run_id) if ray_api.world == 1 else None
+    if ray_api.world > 1 and ray_api.stop_together:  # rank 0 asks MLflow; the group agrees at every step
+        from harness.runs.parallel import group_stop
+
+        stop_requested = group_stop(stop_poller(mlflow, run_id) if lead else (lambda: False))
     if lead:  # the run's data as MLflow inputs; the test set's digest is the fingerprint it was tagged with
         log_datasets(mlflow, run_id, data, mlflow.get_run(run_id).data.tags["data_fingerprint"])
 
@@ -158,18 +173,22 @@ def train_evaluate(run: RunConfig, uri: str, run_id: str, threads: int, ray_api:
         train(model, dataset, profile, start_step=start_step, optimizer_state=optimizer_state,
               on_log=on_log, on_checkpoint=on_checkpoint, device=device,
               shard=(ray_api.rank, ray_api.world), data_parallel=ray_api.data_parallel,
-              stop_requested=stop_requested)
+              stop_requested=stop_requested, precision=run.precision, compiler=compiler)
     elif crops is not None and lead:  # restored after the last checkpoint: the sweep metric is still needed
         from harness.runs.validation import validate
 
         last_validation.update(validate(model, crops, device))
 
-    metrics = finish_run(mlflow, run_id, model, run, device) if lead else {}
+    metrics = finish_run(mlflow, run_id, model, run, device, compiler) if lead else {}
     ray_api.report({**last_validation, **metrics, "step": profile.steps, "phase": "done"})
 
 
-def finish_run(mlflow, run_id: str, model, run: RunConfig, device) -> dict[str, float]:
-    """Evaluate the trained `model` on the run's test tasks and log metrics, images and weights; return the metrics."""
+def finish_run(mlflow, run_id: str, model, run: RunConfig, device, compiler: Compiler | None = None) -> dict[str, float]:
+    """Evaluate the trained `model` on the run's test tasks and log metrics, images and weights; return the metrics.
+
+    A compilation that fell back to eager (in training or here) is tagged `compile.fallback` with its reason.
+    """
+    compiler = compiler or Compiler(run.compile)
     setting, profile = run.resolved_setting(), run.resolved_profile()
     data = open_data(setting, run.data_root)
     # A dedicated model is scored at its own level only; everything else on every task.
@@ -180,7 +199,10 @@ def finish_run(mlflow, run_id: str, model, run: RunConfig, device) -> dict[str, 
     if missing:  # recorded as missing, never as a number
         tracking.set_tags(mlflow, run_id, {"metrics.missing": ",".join(missing),
                                            **{f"metric_missing.{name}": why for name, why in missing.items()}})
-    result = evaluate(model, scored, data, device, blind=run.blind, scorers=scorers, save_outputs=run.save_outputs)
+    result = evaluate(model, scored, data, device, blind=run.blind, scorers=scorers, save_outputs=run.save_outputs,
+                      precision=run.precision, compiler=compiler)
+    if compiler.fallback is not None:
+        tracking.set_tags(mlflow, run_id, {"compile.fallback": compiler.fallback})
     if run.efficiency_size:
         try:
             _log_efficiency(mlflow, run_id, model, run, setting, profile.steps)
