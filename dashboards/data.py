@@ -112,12 +112,13 @@ def claims(uri: str) -> pd.DataFrame:
 def runs(uri: str, setting: str) -> pd.DataFrame:
     """Every finished run of the setting (not only the one per model the board picks), newest first."""
     from leaderboards.board import setting_tasks
-    from leaderboards.runs import finished_runs, run_table
+    from leaderboards.readers import open_reader
+    from leaderboards.runs import run_table
 
     if not store_exists(uri):
         return pd.DataFrame()
     tasks, version = setting_tasks(setting)
-    frame = run_table(finished_runs(_client(uri), setting), tasks, version)
+    frame = run_table(open_reader(uri).finished_runs(setting), tasks, version)
     return frame.sort_values("start_time", ascending=False).reset_index(drop=True) if not frame.empty else frame
 
 
@@ -161,9 +162,9 @@ def run_models(uri: str, run_id: str, evaluated_id: str | None = None) -> list[d
 @st.cache_data(ttl=300, show_spinner=False)
 def per_image(uri: str, run_id: str) -> dict | None:
     """The run's per-image metrics (results/per_image.json)."""
-    from leaderboards.artifacts import per_image_metrics
+    from leaderboards.readers import open_reader
 
-    return per_image_metrics(_client(uri), run_id)
+    return open_reader(uri).per_image(run_id)
 
 
 @st.cache_data(ttl=300, show_spinner=False)

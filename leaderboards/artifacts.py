@@ -6,12 +6,14 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from leaderboards.bootstrap import PerImage
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 PER_IMAGE = "results/per_image.json"
 SAMPLES = "samples"
@@ -32,8 +34,10 @@ def _quiet():
             os.environ[key] = old
 
 
-def per_image_metrics(client: MlflowClient, run_id: str) -> PerImage | None:
+def per_image_metrics(client: "MlflowClient", run_id: str) -> PerImage | None:
     """The run's results/per_image.json (task -> image -> metric -> value), or None if it has none."""
+    from mlflow.exceptions import MlflowException
+
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         try:
             path = client.download_artifacts(run_id, PER_IMAGE, tmp)
@@ -42,8 +46,10 @@ def per_image_metrics(client: MlflowClient, run_id: str) -> PerImage | None:
         return json.loads(Path(path).read_text())
 
 
-def sample_tasks(client: MlflowClient, run_id: str) -> list[str]:
+def sample_tasks(client: "MlflowClient", run_id: str) -> list[str]:
     """Tasks for which the run stored a 'degraded | restored | target' strip under samples/."""
+    from mlflow.exceptions import MlflowException
+
     try:
         files = client.list_artifacts(run_id, SAMPLES)
     except (MlflowException, OSError):
@@ -51,8 +57,9 @@ def sample_tasks(client: MlflowClient, run_id: str) -> list[str]:
     return sorted(Path(f.path).stem for f in files if f.path.endswith(".png"))
 
 
-def sample_strip(client: MlflowClient, run_id: str, task: str) -> np.ndarray | None:
+def sample_strip(client: "MlflowClient", run_id: str, task: str) -> np.ndarray | None:
     """The run's sample strip of `task` as an H x 3W x 3 uint8 array, or None if it has none."""
+    from mlflow.exceptions import MlflowException
     from skimage.io import imread
 
     with tempfile.TemporaryDirectory() as tmp, _quiet():

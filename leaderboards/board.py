@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Collection
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
-from leaderboards.artifacts import per_image_metrics
 from leaderboards.bootstrap import PerImage, seed_intervals, seeded_difference
 from leaderboards.seeds import fold_seeds, mean_per_image, seed_rows
 from leaderboards.reported import METRICS, reported_rows, reported_settings, reported_tasks
 from leaderboards.views import RANK_CHANGE, rank_changes, rescore_protocol, resolve_view, view_per_image
-from leaderboards.runs import EMBEDDED, OUTPUTS, RELEASED, TRAINED, finished_runs, pick_runs, run_table
+from leaderboards.readers import open_reader
+from leaderboards.runs import EMBEDDED, OUTPUTS, RELEASED, TRAINED, pick_runs, run_table
 
 SOURCES = ("all", "reported", "reproduced")
 
@@ -166,8 +165,8 @@ def build_board(setting: str, tracking_uri: str | None, source: str = "all", pic
     per_image: dict[str, PerImage] = {}
     runs = []
     if source != "reported" and tracking_uri is not None:
-        client = MlflowClient(tracking_uri)
-        runs = finished_runs(client, setting)
+        reader = open_reader(tracking_uri)
+        runs = reader.finished_runs(setting)
     frame = run_table(runs, tasks, version, view=shown.prefix)
     unfolded, frame = frame, fold_seeds(frame)
     profiles, sources = _as_set(profile), _as_set(data_source)
@@ -183,7 +182,7 @@ def build_board(setting: str, tracking_uri: str | None, source: str = "all", pic
     reproduced[RANK_CHANGE] = rank_changes(reproduced, shown)
     seeds: dict[str, list[PerImage]] = {}
     for row_id, children in zip(reproduced["run_id"], reproduced["seed_runs"]):
-        scores = [view_per_image(per_image_metrics(client, child), shown.prefix) for child in children]
+        scores = [view_per_image(reader.per_image(child), shown.prefix) for child in children]
         if scores and all(s is not None for s in scores):
             seeds[row_id] = scores
     per_image = {r: mean_per_image(s) for r, s in seeds.items()}

@@ -12,9 +12,9 @@ import math
 from typing import Any
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
-from leaderboards.runs import PICKS, RELEASED, _finished_runs, entry_of
+from leaderboards.readers import open_reader
+from leaderboards.runs import PICKS, RELEASED, entry_of
 
 
 def level_board(
@@ -35,7 +35,7 @@ def level_board(
         raise ValueError(f"pick must be one of {PICKS}, got '{pick}'")
     models: dict[tuple[str, str], list[Any]] = {}
     dedicated: dict[tuple[str, str, float], list[Any]] = {}
-    for run in _finished_runs(MlflowClient(tracking_uri), setting):
+    for run in open_reader(tracking_uri).finished_runs(setting):
         tags = run.data.tags
         if tags.get("setting_version") != str(version) or (profile and tags.get("profile") != profile):
             continue

@@ -13,12 +13,14 @@ the `entry` column; runs of plug-in models (`--model-file` or an entry point, ta
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from leaderboards.efficiency import run_efficiency
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 PICKS = ("best", "latest")
 EMBEDDED = "embedded"
@@ -35,7 +37,7 @@ def entry_of(tags: dict[str, str]) -> str:
     return tags.get("entry") or (PLUGIN if tags.get("plugin") else TRAINED)
 
 
-def finished_runs(client: MlflowClient, setting: str) -> list[Any]:
+def finished_runs(client: "MlflowClient", setting: str) -> list[Any]:
     """Every FINISHED run of `setting` in the store of `client` (all pages)."""
     experiment = client.get_experiment_by_name(f"restoration-bench/{setting}")
     if experiment is None:
@@ -52,9 +54,6 @@ def finished_runs(client: MlflowClient, setting: str) -> list[Any]:
         token = page.token
         if not token:
             return runs
-
-
-_finished_runs = finished_runs  # the name leaderboards/levels.py imports
 
 
 def ranking_label(data_source: str | None, fingerprint: str | None) -> str:
@@ -168,7 +167,9 @@ def leaderboard(
     ssim/<task> for every task, params, params_source, macs, profile, data_source, run_id,
     data_fingerprint, run_name, experiment_id, start_time.
     """
-    runs = finished_runs(MlflowClient(tracking_uri), setting)
+    from leaderboards.readers import open_reader
+
+    runs = open_reader(tracking_uri).finished_runs(setting)
     return pick_runs(run_table(runs, tasks, version, profile), tasks, pick)
 
 
