@@ -111,3 +111,13 @@ def test_the_leaderboard_budget_of_a_run_with_and_without_its_budget_tag():
     assert budget_label({"budget": "120 ep = 1,950 steps x 32"}, {}) == "120 ep = 1,950 steps x 32"
     assert budget_label({}, {"profile.steps": "600", "profile.batch_size": "8"}) == "600 steps x 8"  # older runs
     assert budget_label({}, {}) == "-"  # released weights and restored images were not trained here
+
+
+def test_the_training_set_reads_each_denoising_image_once_though_two_names_share_its_folder(tmp_path):
+    # three_deg names BSD400 and WED for every noise level; both are Train/Denoise (harness/data/layouts.py)
+    root = real_layout_tree(tmp_path / "data")
+    manifest = RealData(get_setting("three_deg"), root).training_manifest()
+    denoise = [row for row in manifest if row["task"].startswith("denoise")]
+    per_task = {task: sorted(r["target"] for r in denoise if r["task"] == task) for task in {r["task"] for r in denoise}}
+    assert len(per_task) == 3 and all(files == [f"Train/Denoise/{i}.png" for i in range(1, 5)]
+                                      for files in per_task.values())

@@ -66,7 +66,7 @@ class RealData:
         """Seeded random crops of the training sets, mixed by the setting's repetition factors."""
         sources = []
         for index, task in enumerate(self.setting.training_tasks):
-            pairs = [p for name in dict.fromkeys(task.train_sets) for p in self._pairs(train_layout(name))]
+            pairs = [p for layout in training_layouts(task) for p in self._pairs(layout)]
             if not pairs:
                 raise ValueError(f"--data-root {self.root}: no training images for task '{task.name}'")
             sources.append((index, pairs))
@@ -80,7 +80,7 @@ class RealData:
     def training_manifest(self) -> list[dict[str, str]]:
         """One row per training pair of every training task, files relative to the root."""
         return [self._row(task.name, task.degradation.kind, pair) for task in self.setting.training_tasks
-                for name in dict.fromkeys(task.train_sets) for pair in self._pairs(train_layout(name))]
+                for layout in training_layouts(task) for pair in self._pairs(layout)]
 
     def _row(self, task: str, kind: str, pair: FilePair) -> dict[str, str]:
         degraded = f"synthesised: {kind}" if pair.degraded is None else str(pair.degraded.relative_to(self.root))
@@ -98,6 +98,12 @@ class RealData:
                         digest.update(str(path.relative_to(self.root)).encode())
                         digest.update(file_digest(path).encode())
         return digest.hexdigest()[:16]
+
+
+def training_layouts(task) -> list[Layout]:
+    """The folders of a task's training sets, each once: BSD400 and WED share Train/Denoise (layouts.TRAIN_ALIASES),
+    so listing them by name would read every denoising image twice."""
+    return list({layout.name: layout for layout in map(train_layout, task.train_sets)}.values())
 
 
 def file_digest(path: Path) -> str:

@@ -50,12 +50,11 @@ def epoch_size(setting, count: Callable[[Any], int]) -> int:
     level's images and repeats the deraining set (`train_repeat` in the setting; harness/data/real.py
     draws tasks in that proportion). Names that share one folder (BSD400 and WED) count it once.
     """
-    from harness.data.layouts import train_layout
+    from harness.data.real import training_layouts
 
     total = 0
     for task in setting.training_tasks:
-        layouts = {layout.name: layout for layout in (train_layout(name) for name in task.train_sets)}
-        total += task.train_repeat * sum(count(layout) for layout in layouts.values())
+        total += task.train_repeat * sum(count(layout) for layout in training_layouts(task))
     return total
 
 
