@@ -168,7 +168,7 @@ def local_folder(artifact_uri: str | None) -> Path | None:
 
 def open_reader(uri: str) -> RunReader:
     """The reader for the store at `uri`: direct for a local SQLite file that exists, MLflow's client otherwise."""
-    from harness.runs.store import missing_local_store
+    from harness.public import missing_local_store
 
     if uri.startswith("sqlite:///") and missing_local_store(uri) is None:
         return _Checked(SqliteReader(Path(uri[len("sqlite:///"):]).resolve(), uri))

@@ -123,9 +123,10 @@ def test_matlab_protocol_matches_pyiqa_downsampled_ssim(pyiqa_metrics):
         x, y = to_batch(degraded, torch.float32), to_batch(clean, torch.float32)
         ours = score(x, y, get_protocol("matlab"))
         with torch.no_grad():
-            # measured 1.6e-7 SSIM and 8.4e-7 dB (float32 on both sides)
+            # measured 1.6e-7 SSIM and 0.8-4.7e-6 dB, depending on the CPU's float32 summation order: pyiqa's
+            # PSNR is a float32 number near 30 dB, where one unit in the last place is 1.9e-6 dB
             assert abs(ours["ssim"].item() - pyiqa_metrics["ssim_matlab"](x, y).item()) < 1e-6, name
-            assert abs(ours["psnr"].item() - pyiqa_metrics["psnry_255"](x, y).item()) < 2e-6, name
+            assert abs(ours["psnr"].item() - pyiqa_metrics["psnry_255"](x, y).item()) < 1e-5, name
         # the downsampling matters: without it the number differs by far more than the tolerance
         no_downsampling = dataclasses.replace(get_protocol("matlab"), ssim="ssim_gaussian")
         assert abs(score(x, y, no_downsampling)["ssim"].item() - ours["ssim"].item()) > 1e-2
