@@ -121,3 +121,24 @@ def test_the_training_set_reads_each_denoising_image_once_though_two_names_share
     per_task = {task: sorted(r["target"] for r in denoise if r["task"] == task) for task in {r["task"] for r in denoise}}
     assert len(per_task) == 3 and all(files == [f"Train/Denoise/{i}.png" for i in range(1, 5)]
                                       for files in per_task.values())
+
+
+def test_one_epoch_of_the_real_training_set_reads_every_pair_as_often_as_its_repetition_factor(tmp_path):
+    from collections import Counter
+
+    root = real_layout_tree(tmp_path / "data")
+    data = RealData(get_setting("three_deg"), root)
+    size = plan_budget(RunConfig(model="nafnet", setting="three_deg", profile="promptir", data_root=str(root)),
+                       data).epoch_size
+    training = data.training_set(8, 2 * size, seed=0)
+    assert training.epoch_size == size == 520
+
+    def read(indices):
+        return Counter((training.sources[b][0], p.target.name) for b, p in map(training.entry, indices))
+
+    first, second = read(range(size)), read(range(size, 2 * size))
+    repeats = {i: t.train_repeat for i, t in enumerate(get_setting("three_deg").training_tasks)}
+    assert first == second and all(n == repeats[task] for (task, _), n in first.items())
+    assert len(first) == 3 * 4 + 4 + 4  # three noise levels x 4 images, 4 rain pairs, 4 haze pairs
+    order = [training.entry(i)[1].target.name for i in range(size)]
+    assert order != [training.entry(i)[1].target.name for i in range(size, 2 * size)]  # reshuffled per epoch

@@ -118,13 +118,22 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
 
 
 class RealTrainingSet(Dataset):
-    """Item i is a deterministic function of (seed, i): task, file, crop, flips, synthesis."""
+    """Item i is a deterministic function of (seed, i): task, file, crop, flips, synthesis.
+
+    Items come in epochs, as a DistributedSampler with shuffling gives them: the epoch is PromptIR's
+    concatenated training set (each task's pairs, repeated by its repetition factor; one block of pairs for
+    a setting that degrades every patch at all levels), item i is entry i mod E of epoch i // E's seeded
+    permutation. Every pair is seen once per epoch however many workers split the steps: workers take
+    equal slices of each step's consecutive items (harness/runs/training.py), so together they read the
+    permutation exactly as one process would.
+    """
 
     def __init__(self, setting, sources, patch: int, length: int, seed: int, read):
         self.setting, self.sources, self.patch, self.length, self.seed, self.read = setting, sources, patch, length, seed, read
-        # PromptIR's epoch composition: each task's share is its repetition factor times its size.
-        weights = np.array([setting.training_tasks[i].train_repeat * len(pairs) for i, pairs in sources], float)
-        self.task_weights = weights / weights.sum()
+        blocks = sources[:1] if setting.all_levels_per_patch else sources
+        sizes = [setting.training_tasks[i].train_repeat * len(pairs) for i, pairs in blocks]
+        self.block_ends = np.cumsum(sizes)  # entry k of an epoch is in the first block ending after k
+        self.epoch_size = int(self.block_ends[-1])
 
     def __len__(self) -> int:
         return self.length
@@ -133,16 +142,26 @@ class RealTrainingSet(Dataset):
     def _image(self, path: Path) -> np.ndarray:
         return self.read(path)
 
+    @functools.lru_cache(maxsize=2)
+    def _order(self, epoch: int) -> np.ndarray:
+        """The seeded permutation of epoch `epoch`'s entries."""
+        return np.random.default_rng([self.seed, epoch, 1]).permutation(self.epoch_size)
+
+    def entry(self, index: int) -> tuple[int, FilePair]:
+        """Item `index`'s position in self.sources and its pair, from its epoch's permutation."""
+        epoch, position = divmod(index, self.epoch_size)
+        k = int(self._order(epoch)[position])
+        block = int(np.searchsorted(self.block_ends, k, side="right"))
+        pairs = self.sources[block][1]
+        start = int(self.block_ends[block - 1]) if block else 0
+        return block, pairs[(k - start) % len(pairs)]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
         tasks = self.setting.training_tasks
-        if self.setting.all_levels_per_patch:
-            chosen = list(range(len(self.sources)))
-        else:
-            chosen = [int(rng.choice(len(self.sources), p=self.task_weights))]
+        block, pair = self.entry(index)
+        chosen = list(range(len(self.sources))) if self.setting.all_levels_per_patch else [block]
         # One file for all views of an all-levels sample (they share the clean patch).
-        source_index, pairs = self.sources[chosen[0]]
-        pair = pairs[int(rng.integers(len(pairs)))]
         clean_full = self._image(pair.target)
         degraded_full = None if pair.degraded is None else self._image(pair.degraded)
         height, width = clean_full.shape[:2]
