@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from leaderboards.readers import open_reader
+from leaderboards.readers import RunData, RunInfo, RunRecord, open_reader
 from leaderboards.runs import PICKS, RELEASED, entry_of
 
 
@@ -35,7 +35,7 @@ def level_board(
         raise ValueError(f"pick must be one of {PICKS}, got '{pick}'")
     models: dict[tuple[str, str], list[Any]] = {}
     dedicated: dict[tuple[str, str, float], list[Any]] = {}
-    for run in open_reader(tracking_uri).finished_runs(setting):
+    for run in fold_seed_runs(open_reader(tracking_uri).finished_runs(setting)):
         tags = run.data.tags
         if tags.get("setting_version") != str(version) or (profile and tags.get("profile") != profile):
             continue
@@ -76,7 +76,7 @@ def level_board(
         boards.append({
             "model": model, "variant": variant, "entry": entry_of(run.data.tags), "run_id": run.info.run_id, "pick": pick,
             "profile": run.data.tags.get("profile"), "data_source": run.data.tags.get("data_source"),
-            "blind": run.data.tags.get("blind") == "true",
+            "blind": run.data.tags.get("blind") == "true", "seeds": int(run.data.tags.get("seeds", 1)),
             "average_psnr": run.data.metrics.get("psnr/avg"),
             "average_distance_in_trained_range": float(inside.distance.mean()) if len(inside) else None,
             "levels_with_dedicated": int(frame.distance.notna().sum()),
@@ -86,6 +86,28 @@ def level_board(
     orphan_levels = sorted({lv for (m, v, lv) in dedicated if (m, v) not in models})
     return {"setting": setting, "version": version, "kind": "levels", "trained_range": trained_range,
             "boards": boards, "dedicated_without_model_run": orphan_levels}
+
+
+def fold_seed_runs(runs: list[Any]) -> list[Any]:
+    """The runs with the seeds of each `submit --seeds` entry folded into one: metrics averaged over the seeds
+    (keys every seed has), run id the entry's parent, tag `seeds` their number (as leaderboards/seeds.py does)."""
+    single, seeded = [], {}
+    for run in runs:
+        parent = run.data.tags.get("seed_parent")
+        if parent:
+            seeded.setdefault(parent, []).append(run)
+        else:
+            single.append(run)
+    for parent, children in seeded.items():
+        keys = set.intersection(*(set(c.data.metrics) for c in children))
+        metrics = {k: sum(c.data.metrics[k] for c in children) / len(children) for k in keys}
+        tags = {k: v for k, v in children[0].data.tags.items() if k != "seed"}
+        tags["seeds"] = str(len(children))
+        first = children[0].info
+        info = RunInfo(parent, first.run_name, first.experiment_id, max(c.info.start_time or 0 for c in children),
+                       first.status, None)
+        single.append(RunRecord(info, RunData(tags, dict(children[0].data.params), metrics)))
+    return single
 
 
 def level_board_table(board: dict[str, Any]) -> str:
@@ -98,7 +120,8 @@ def level_board_table(board: dict[str, Any]) -> str:
         distance = entry["average_distance_in_trained_range"]
         released = ", released weights" if entry.get("entry") == RELEASED else ""
         lines.append(f"\n{entry['model']} ({entry['variant']}{released}, {entry['pick']} run {entry['run_id'][:8]}, "
-                     f"profile {entry['profile']}, data {entry['data_source']}{', blind' if entry['blind'] else ''}): "
+                     f"profile {entry['profile']}, data {entry['data_source']}{', blind' if entry['blind'] else ''}"
+                     f"{'' if entry.get('seeds', 1) == 1 else ', mean of ' + str(entry['seeds']) + ' seeds'}): "
                      f"average PSNR {entry['average_psnr']:.2f}; average distance in trained range "
                      + ("n/a (no dedicated runs)" if distance is None else f"{distance:+.3f} dB"))
         frame = pd.DataFrame(entry["rows"])[["level", "psnr", "dedicated_psnr", "distance", "ssim", "level_error"]]

@@ -136,3 +136,23 @@ def test_unrecognised_store_falls_back_to_mlflow(store, monkeypatch):
 def test_local_folder_of_artifact_uris(uri, expected):
     folder = local_folder(uri)
     assert (str(folder) if folder else None) == expected
+
+
+def test_level_board_folds_the_seeds_of_an_entry_into_their_mean(tmp_path):
+    from leaderboards.levels import level_board
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("restoration-bench/hyperres_noise")
+    parent = client.create_run(experiment, tags={**TAGS, "setting": "hyperres_noise", "model": "hyperres",
+                                                 "role": "seeds"}).info.run_id
+    for seed, psnr in ((0, 30.0), (1, 32.0), (2, 31.0)):  # a lucky seed must not stand for the entry
+        run = client.create_run(experiment, tags={**TAGS, "setting": "hyperres_noise", "model": "hyperres",
+                                                  "seed": str(seed), "seed_parent": parent})
+        tracking.log_metrics(client, run.info.run_id, {"psnr/avg": psnr, "psnr/noise15": psnr + 1, "ssim/avg": 0.9},
+                             step=1)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    client.set_terminated(parent, "FINISHED")
+    (entry,) = level_board("hyperres_noise", uri, {"noise15": 15.0}, (15.0, 50.0), 1)["boards"]
+    assert entry["run_id"] == parent and entry["seeds"] == 3
+    assert entry["average_psnr"] == pytest.approx(31.0) and entry["rows"][0]["psnr"] == pytest.approx(32.0)
