@@ -88,3 +88,44 @@ def test_a_claim_runs_end_to_end_at_smoke_budget_and_the_dashboard_shows_it(tmp_
     (rows,) = [d.value for d in at.dataframe if "verdict" in d.value.columns]
     assert list(rows["claim"]) == ["daair"] and rows["seeds CI"].iloc[0] == "one seed"
     assert rows["verdict"].iloc[0] == parent.data.tags["comparison0.verdict"]
+
+
+def _trained_under(client, parent: str) -> list:
+    """Every run (any experiment) a claim run started: tag claim_parent = its id."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, filter_string=f"tags.claim_parent = '{parent}'")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, models", [
+    ("hair", ["airnet", "airnet_hair", "nafnet", "nafnet_hair", "res_hair", "res_hair", "restormer", "restormer"]),
+    ("hyperres", ["hyperres"] * 5),
+    ("ads", ["nafnet_ads"] * 4),  # the pipelines' parents: FAIG-SD whole, three selections reusing its stages
+])
+def test_every_other_claim_runs_end_to_end_at_smoke_budget(name, models, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from harness.claims import CLAIMS
+
+    result = run_harness(["claims", "run", name, "--budget", "smoke", "--seeds", "1"], tmp_path, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert out.index("Expected wall time") < out.index("MLflow claim run")
+    claim = CLAIMS.get(name)
+    for comparison in claim.comparisons:
+        assert f"{comparison.label}: paper {comparison.paper:+.3f} dB" in out
+    verdict_line = out.strip().splitlines()[-1]
+    assert verdict_line in (f"Verdict: {v}" for v in (REPRODUCED, OPPOSITE, INCONCLUSIVE))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (parent,) = client.search_runs([client.get_experiment_by_name("restoration-bench/claims").experiment_id])
+    assert parent.info.status == "FINISHED" and parent.data.tags["verdict"] == verdict_line[len("Verdict: "):]
+    assert all(f"comparison{i}.verdict" in parent.data.tags for i in range(len(claim.comparisons)))
+    trained = _trained_under(client, parent.info.run_id)
+    assert sorted(r.data.tags["model"] for r in trained) == models
+    assert all(r.info.status == "FINISHED" for r in trained)
+    if name == "ads":  # the other selections trained their own masks and ADS, on FAIG-SD's unified model and classifier
+        (whole,) = [r for r in trained if "ads_reuse.unified" not in r.data.tags]
+        others = [r for r in trained if r is not whole]
+        assert {r.data.tags["ads_selection"] for r in others} == {"random", "encoder", "weight_diff"}
+        assert {r.data.tags["ads_reuse.unified"] for r in others} == {whole.data.tags["ads_stage_run.unified"]}
+        assert {r.data.tags["ads_reuse.classifier"] for r in others} == {whole.data.tags["ads_stage_run.classifier"]}

@@ -89,8 +89,11 @@ def _run_stage_trial(stage: str, space: dict, name: str, cluster: ClusterOptions
 
 
 def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions, on_sigterm=None,
-             stopping: threading.Event | None = None) -> dict[str, float]:
+             stopping: threading.Event | None = None, reuse: dict[str, str] | None = None) -> dict[str, float]:
     """Run every unfinished stage of pipeline `parent` in order; the ADS model's metrics.
+
+    `reuse` maps stages to FINISHED child runs of another pipeline that stand in for them (a unified
+    model and classifier shared by pipelines that differ in their selection method only).
 
     `on_sigterm` is (re)installed as the SIGINT and SIGTERM handler once Ray has started, since
     ray.init installs its own handler, which would end the driver without recording anything. Once
@@ -109,6 +112,10 @@ def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions, on_
         for stage in STAGES:
             if stopping is not None and stopping.is_set():
                 raise RunInterruptedError(f"stopped before stage '{stage}'")
+            if stage in (reuse or {}):
+                inputs[stage] = reuse[stage]
+                print(f"[ads] stage '{stage}': reused from run {reuse[stage]}", flush=True)
+                continue
             child = existing.get(stage)
             if child is not None and child.info.status == "FINISHED":
                 inputs[stage] = child.info.run_id
@@ -154,7 +161,8 @@ def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions, on_
     return metrics
 
 
-def _track(mlflow, parent: str, uri: str, run: RunConfig, cluster: ClusterOptions) -> SubmitResult:
+def _track(mlflow, parent: str, uri: str, run: RunConfig, cluster: ClusterOptions,
+           reuse: dict[str, str] | None = None) -> SubmitResult:
     """Run the pipeline and end the parent FINISHED, KILLED (interrupted) or FAILED."""
     resume_hint = f"resume with `harness submit --resume {parent}`"
     status = "FAILED"
@@ -174,7 +182,7 @@ def _track(mlflow, parent: str, uri: str, run: RunConfig, cluster: ClusterOption
         previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl+C is ours too; Tune keeps SIGUSR1
     try:
-        metrics = _execute(run, parent, uri, cluster, stop if forward else None, stopping)
+        metrics = _execute(run, parent, uri, cluster, stop if forward else None, stopping, reuse)
         status = "FINISHED"
     except (KeyboardInterrupt, RunInterruptedError) as err:
         status = "KILLED"
@@ -194,9 +202,16 @@ def _track(mlflow, parent: str, uri: str, run: RunConfig, cluster: ClusterOption
     return SubmitResult(parent, uri, experiment, metrics)
 
 
+REUSABLE = ("unified", "classifier")  # stages that do not depend on the selection method or q
+
+
 def submit_pipeline(run: RunConfig, cluster: ClusterOptions = ClusterOptions(),
-                    explicit_uri: str | None = None) -> SubmitResult:
-    """Validate, then run ADS' four stages under a new MLflow parent run; the ADS model's metrics."""
+                    explicit_uri: str | None = None, reuse: dict[str, str] | None = None) -> SubmitResult:
+    """Validate, then run ADS' four stages under a new MLflow parent run; the ADS model's metrics.
+
+    `reuse` ({stage: run id}) takes the unified model and/or classifier of another pipeline's FINISHED
+    stages instead of training them again (recorded as `ads_reuse.<stage>` tags, kept on resume).
+    """
     run.validate()
     run = run.with_setting_options()
     if run.blind or run.train_level is not None:
@@ -205,10 +220,18 @@ def submit_pipeline(run: RunConfig, cluster: ClusterOptions = ClusterOptions(),
     uri = tracking_uri(explicit_uri)
     mlflow = tracking.client(uri)
     name = f"{run.model}-{run.variant}-{run.setting}-pipeline-{uuid.uuid4().hex[:6]}"
-    tags = {**run_tags(run, data.name, data.fingerprint()), "role": ROLE, "ads_stages": ",".join(STAGES)}
+    reuse = dict(reuse or {})
+    for stage, run_id in reuse.items():
+        if stage not in REUSABLE:
+            raise ValueError(f"ADS stage '{stage}' depends on the selection method; only {', '.join(REUSABLE)} can be reused")
+        if mlflow.get_run(run_id).info.status != "FINISHED":
+            raise ValueError(f"run {run_id} (stage '{stage}' to reuse) is not FINISHED")
+    tags = {**run_tags(run, data.name, data.fingerprint()), "role": ROLE, "ads_stages": ",".join(STAGES),
+            "ads_selection": model_config(run.model, run.variant, **run.model_options).selection,
+            **{f"ads_reuse.{stage}": run_id for stage, run_id in reuse.items()}}
     parent = tracking.start_run(mlflow, run.setting, name, tags, run.params())
     print(f"MLflow parent run {parent} ({name}): ADS stages {', '.join(STAGES)} in {uri}", flush=True)
-    return _track(mlflow, parent, uri, run, cluster)
+    return _track(mlflow, parent, uri, run, cluster, reuse)
 
 
 def is_pipeline_run(run_id: str, explicit_uri: str | None = None) -> bool:
@@ -231,5 +254,6 @@ def resume_pipeline(parent: str, cluster: ClusterOptions = ClusterOptions(),
         raise ValueError(f"ADS pipeline {parent} is already FINISHED; there is nothing to resume")
     run = RunConfig(**json.loads(previous.data.params["run.json"]))
     tracking.reopen_for_resume(mlflow, previous)
+    reuse = {key[len("ads_reuse."):]: value for key, value in previous.data.tags.items() if key.startswith("ads_reuse.")}
     print(f"Resuming ADS pipeline {parent} ({run.model} on {run.setting})", flush=True)
-    return _track(mlflow, parent, uri, run, cluster)
+    return _track(mlflow, parent, uri, run, cluster, reuse)

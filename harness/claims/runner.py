@@ -23,6 +23,11 @@ from zoo.registry import Registry
 
 EXPERIMENT, ROLE = CLAIM_EXPERIMENT, CLAIM_ROLE
 EFFICIENCY_SIZE = 128  # the harness' efficiency input side (RunConfig.efficiency_size's default)
+# Fixed cost of one training run beyond its steps and evaluation: a Ray trial actor that imports torch, MLflow and
+# the zoo, the run's MLflow records, checkpoints and logged model (benchmarks/ray_sweep_overhead.py, one actor per
+# trial: 13.7-17.1 s per trial on the 2-core machine), and Ray's own start once per claim (or per ADS pipeline).
+TRIAL_OVERHEAD_S = 15.0
+RAY_START_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,10 @@ class Plan:
     parallel: int  # trials at once
     cpus_per_trial: int
     step_seconds: dict[str, float]  # measured here: one training step of each model at the budget's batch and patch
-    expected_s: float
+    expected_s: float  # the whole claim: training, evaluation and start-up
+    training_s: float = 0.0
+    evaluation_s: float = 0.0
+    overhead_s: float = 0.0
 
     def text(self) -> str:
         """The plan as printed before anything starts."""
@@ -45,13 +53,20 @@ class Plan:
                  f"seeds {', '.join(map(str, self.seeds))}",
                  f"Runs: {self.trainings} trainings ({len(self.claim.entries())} configurations x {len(self.seeds)} seeds)"
                  f", {self.parallel} at a time with {self.cpus_per_trial} CPU(s) each"
-                 + (" (the ADS pipeline: four stages per seed, one seed after another)" if self.claim.runner == "ads" else "")]
+                 + (" (the ADS pipeline per seed, one after another; other selections reuse its unified model and "
+                    "classifier)" if self.claim.runner == "ads" else "")]
         for model, seconds in self.step_seconds.items():
             lines.append(f"  {model}: {seconds:.2f} s per training step (measured now)")
-        wall = f"{self.expected_s:.0f} s" if self.expected_s < 120 else f"{self.expected_s / 60:.1f} min"
-        lines.append(f"Expected wall time: about {wall} of training, "
-                     "plus start-up and the evaluation on the test images")
+        lines.append(f"Expected wall time: about {_duration(self.expected_s)} (training {_duration(self.training_s)}, "
+                     f"evaluation on the test images {_duration(self.evaluation_s)}, measured now; start-up about "
+                     f"{_duration(self.overhead_s)}: {TRIAL_OVERHEAD_S:g} s per training and {RAY_START_S:g} s per Ray "
+                     "start, from benchmarks/ray_sweep_overhead.py)")
         return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    """'45 s' or '3.2 min'."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 @dataclass(frozen=True)
@@ -126,7 +141,7 @@ def run_config(entry: Entry, budget: Budget, seed: int = 0):
 
     return RunConfig(model=entry.model, setting=entry.setting, variant="tiny", profile=budget.profile,
                      steps=budget.steps, seed=seed, blind=entry.blind, train_level=entry.train_level,
-                     efficiency_size=0, save_outputs=False)
+                     model_options=dict(entry.options), efficiency_size=0, save_outputs=False)
 
 
 def _step_seconds(model: str, setting: str, budget: Budget, threads: int) -> float:
@@ -163,8 +178,47 @@ def _step_seconds(model: str, setting: str, budget: Budget, threads: int) -> flo
         torch.set_num_threads(previous)
 
 
+class _FirstPairs:
+    """A data source that gives the first test pair of each task only (to time one image per task)."""
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    def test_pairs(self, task: str):
+        """The first of the task's test pairs."""
+        return self.data.test_pairs(task)[:1]
+
+    def __getattr__(self, name: str):
+        return getattr(self.data, name)
+
+
+def _evaluation_seconds(entry: Entry, budget: Budget, threads: int) -> float:
+    """Seconds to score `entry`'s model (tiny) on its setting's test images: one image per task timed, then scaled."""
+    import torch
+
+    from harness.data import open_data
+    from harness.scoring.evaluation import evaluate
+    from zoo import create_model
+
+    run = run_config(entry, budget).with_setting_options()
+    setting = run.resolved_setting()
+    data = open_data(setting, run.data_root)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        net = create_model(entry.model, "tiny", **run.model_options)
+        started = time.perf_counter()
+        evaluate(net, setting, _FirstPairs(data), blind=entry.blind)
+        one_per_task = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(previous)
+    pairs = sum(len(data.test_pairs(t)) for t in setting.task_names)
+    return one_per_task * pairs / len(setting.task_names)
+
+
 def make_plan(claim: Claim, budget: Budget, seeds: list[int], cpus: int | None = None) -> Plan:
-    """Count the trainings and measure a step of each model, for the plan printed before a claim starts."""
+    """Count the trainings, measure a step and an evaluation of each model, and add the start-up cost."""
     cpus = cpus or os.cpu_count() or 1
     entries = claim.entries()
     trainings = len(entries) * len(seeds)
@@ -174,8 +228,26 @@ def make_plan(claim: Claim, budget: Budget, seeds: list[int], cpus: int | None =
         per_trial = max(cpus // trainings, 1)
         parallel = min(trainings, max(cpus // per_trial, 1))
     measured = {e.model: _step_seconds(e.model, e.setting, budget, per_trial) for e in entries}
-    seconds = sum(measured[e.model] * budget.steps for e in entries) * len(seeds)
-    return Plan(claim, budget, tuple(seeds), trainings, parallel, per_trial, measured, seconds / parallel)
+    evaluations = {(e.model, e.setting, e.blind): _evaluation_seconds(e, budget, per_trial) for e in entries}
+    evaluation = sum(evaluations[(e.model, e.setting, e.blind)] for e in entries) * len(seeds) / parallel
+    if claim.runner == "ads":  # per seed: one whole pipeline, then masks + ADS stages per other selection
+        from harness.ads.stages import BUDGET as STAGE_BUDGET, STAGES
+        from harness.settings import get_setting
+
+        host = next(e.model for e in entries if not e.model.endswith("_ads"))
+        ads = next(e.model for e in entries if e.model.endswith("_ads"))
+        others = len([e for e in entries if e.options])
+        masks = STAGE_BUDGET.target * len(get_setting(entries[0].setting).degradation_kinds)  # a target per degradation
+        host_steps = (STAGE_BUDGET.unified + STAGE_BUDGET.classifier + masks * (1 + others)) * budget.steps
+        ads_steps = STAGE_BUDGET.ads * (1 + others) * budget.steps
+        training = (measured[host] * host_steps + measured[ads] * ads_steps) * len(seeds)
+        stage_trials = (len(STAGES) + 2 * others) * len(seeds)
+        overhead = TRIAL_OVERHEAD_S * stage_trials + RAY_START_S * (1 + others) * len(seeds)
+    else:
+        training = sum(measured[e.model] * budget.steps for e in entries) * len(seeds) / parallel
+        overhead = TRIAL_OVERHEAD_S * trainings / parallel + RAY_START_S
+    return Plan(claim, budget, tuple(seeds), trainings, parallel, per_trial, measured,
+                training + evaluation + overhead, training, evaluation, overhead)
 
 
 def _merged(scores: list[dict], tasks: list[str]) -> dict:
@@ -233,20 +305,36 @@ def train_seeds(claim: Claim, budget: Budget, seeds: list[int], cluster, uri: st
 
 @RUNNERS.register("ads")
 def train_ads(claim: Claim, budget: Budget, seeds: list[int], cluster, uri: str, parent: str) -> dict[Entry, list[str]]:
-    """ADS' four-stage pipeline once per seed; its `ads` child stands for the ADS entry, `unified` for the host."""
+    """ADS' four-stage pipeline once per seed and selection method.
+
+    The default selection's pipeline (FAIG-SD) runs whole: its `ads` child stands for that entry and its
+    `unified` child for the host. Every other selection method reuses that seed's unified model and
+    classifier (they do not depend on the selection) and runs its own masks and ADS stages, so the
+    methods differ in the filters they choose only, as in the slides' comparison.
+    """
     from harness.ads.pipeline import _children, submit_pipeline
     from harness.runs import tracking
 
-    (ads,) = [e for e in claim.entries() if e.model.endswith("_ads")]
-    (host,) = [e for e in claim.entries() if e != ads]
+    entries = claim.entries()
+    hosts = [e for e in entries if not e.model.endswith("_ads")]
+    full = [e for e in entries if e.model.endswith("_ads") and not e.options]
+    if len(hosts) != 1 or len(full) != 1:
+        raise ValueError(f"claim '{claim.name}': the ADS runner needs one host entry and one default ADS entry")
+    (host,), (ads,) = hosts, full
+    others = [e for e in entries if e not in (host, ads)]
     mlflow = tracking.client(uri)
-    out: dict[Entry, list[str]] = {ads: [], host: []}
+    out: dict[Entry, list[str]] = {e: [] for e in entries}
     for seed in seeds:
         result = submit_pipeline(run_config(ads, budget, seed), cluster, uri)
         tracking.set_tags(mlflow, result.run_id, {"claim": claim.name, "claim_parent": parent})
         children = _children(mlflow, result.run_id)
         out[ads].append(children["ads"].info.run_id)
         out[host].append(children["unified"].info.run_id)
+        reuse = {stage: children[stage].info.run_id for stage in ("unified", "classifier")}
+        for entry in others:
+            other = submit_pipeline(run_config(entry, budget, seed), cluster, uri, reuse=reuse)
+            tracking.set_tags(mlflow, other.run_id, {"claim": claim.name, "claim_parent": parent})
+            out[entry].append(_children(mlflow, other.run_id)["ads"].info.run_id)
     return out
 
 
