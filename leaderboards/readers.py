@@ -116,12 +116,11 @@ class SqliteReader:
         if len(experiments) > 1:  # several workspaces hold the name: MLflow knows which one is meant
             raise UnreadableStore(f"{self.database}: {len(experiments)} experiments named {EXPERIMENT_PREFIX}{setting}")
         experiment = experiments[0][0]
-        selected = ("SELECT run_uuid FROM runs WHERE experiment_id = ? AND status = 'FINISHED' "
-                    "AND lifecycle_stage = 'active'")
+        finished = "FROM runs WHERE experiment_id = ? AND status = 'FINISHED' AND lifecycle_stage = 'active'"
+        selected = f"SELECT run_uuid {finished}"
         runs = {uuid: RunRecord(RunInfo(uuid, name, str(experiment), start, status, artifacts), RunData())
                 for uuid, name, start, status, artifacts in self._query(
-                    "SELECT run_uuid, name, start_time, status, artifact_uri FROM runs WHERE experiment_id = ? "
-                    "AND status = 'FINISHED' AND lifecycle_stage = 'active'", (experiment,))}
+                    f"SELECT run_uuid, name, start_time, status, artifact_uri {finished}", (experiment,))}
         for uuid, key, value in self._query(f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({selected})",
                                             (experiment,)):
             runs[uuid].data.tags[key] = value
