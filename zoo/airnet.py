@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import deform_conv2d
 
 from zoo.contract import Conditioning, LossTerms, PixelLoss, RestorationModel, TrainingStage
 from zoo.factory import register_model
@@ -139,6 +138,9 @@ class GuidedDeformableConv(nn.Module):
         dy_dx_1, dy_dx_2, mask = self.offset_mask(torch.cat([x, condition], dim=1)).chunk(3, dim=1)
         offset = torch.cat([dy_dx_1, dy_dx_2], dim=1)
         if x.is_cuda:
+            # imported here: torchvision.ops pulls in torch._dynamo (about 2 s per process on a CPU)
+            from torchvision.ops import deform_conv2d
+
             return deform_conv2d(x, offset, self.weight, padding=self.padding, mask=mask.sigmoid())
         return sampled_deform_conv2d(x, offset, mask.sigmoid(), self.weight, self.padding)
 

@@ -10,9 +10,16 @@ import io
 from typing import Callable
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from zoo.registry import Registry
+
+
+def _fftconvolve(*args, **kwargs):
+    """scipy.signal.fftconvolve, imported on first use: scipy.signal costs about 1 s at start-up."""
+    from scipy.signal import fftconvolve
+
+    return fftconvolve(*args, **kwargs)
 
 DegradationFn = Callable[..., np.ndarray]
 DEGRADATIONS: Registry[DegradationFn] = Registry("degradation")
@@ -67,7 +74,7 @@ def rain(
     streak_len = rng.uniform(*length)
     # Streaks fall within 25 degrees of vertical (a single wind direction per image).
     kernel = _line_kernel(streak_len, 90.0 + rng.uniform(-25, 25), width=0.5)
-    streaks = signal.fftconvolve(drops, kernel * streak_len, mode="same")
+    streaks = _fftconvolve(drops, kernel * streak_len, mode="same")
     streaks = np.clip(streaks * rng.uniform(*strength), 0, 1)[..., None]
     return to_8bit_grid(clean + streaks * (1.0 - clean) * 0.9 + streaks * 0.1)
 
@@ -184,7 +191,7 @@ def _rain_layer(rng: np.random.Generator, h: int, w: int, density: tuple[float, 
     drops = (rng.random((h, w)) < rng.uniform(*density)) * rng.uniform(0.5, 1.0, (h, w))
     streak = rng.uniform(*length)
     kernel = _line_kernel(streak, 90.0 + rng.uniform(-25, 25), width=0.5)
-    return np.clip(signal.fftconvolve(drops, kernel * streak * 0.8, mode="same"), 0, 1)[..., None]
+    return np.clip(_fftconvolve(drops, kernel * streak * 0.8, mode="same"), 0, 1)[..., None]
 
 
 def _snow_layer(rng: np.random.Generator, h: int, w: int, density: tuple[float, float]) -> np.ndarray:
