@@ -21,6 +21,7 @@ def _fftconvolve(*args, **kwargs):
 
     return fftconvolve(*args, **kwargs)
 
+
 DegradationFn = Callable[..., np.ndarray]
 DEGRADATIONS: Registry[DegradationFn] = Registry("degradation")
 
