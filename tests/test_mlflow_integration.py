@@ -104,6 +104,28 @@ def finished(tmp_path_factory):
             "finish_s": time.monotonic() - started}
 
 
+def test_a_logged_model_pins_the_installed_versions_without_mlflow_scanning_every_distribution(tmp_path, monkeypatch):
+    import importlib_metadata
+    from mlflow.utils import requirements_utils
+
+    from harness.runs.models import log_model, model_config, requirements
+    from zoo import create_model
+
+    scans = []  # MLflow catches what its requirements check raises, so calls are counted instead
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    monkeypatch.setattr(importlib_metadata, "packages_distributions", lambda: scans.append(1) or {})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with bench_home(tmp_path):
+        client = tracking.client(uri)
+        run_id = tracking.start_run(client, "derain", "requirements", {}, {})
+        log_model(uri, run_id, create_model("nafnet", "tiny"), model_config("nafnet", "tiny", {}, "derain"), step=0)
+    logged = client.download_artifacts(run_id, "model/requirements.txt", str(tmp_path))
+    pinned = Path(logged).read_text().split()
+    assert set(requirements()) <= set(pinned) and any(r.startswith("torch==") for r in pinned)
+    assert not scans, "MLflow scanned every installed distribution while logging the model"
+    assert requirements_utils._MODULES_TO_PACKAGES is None  # MLflow's own inference elsewhere still builds the map
+
+
 def restored_by_cli(args: list[str], home: Path, output: Path) -> np.ndarray:
     """`harness restore ARGS --output OUTPUT` as a user runs it; the PNG it wrote as floats in [0, 1]."""
     result = run_harness(["restore", *args, "--output", str(output)], home, timeout=300)

@@ -7,6 +7,7 @@ returns the restored images, clipped to [0, 1], through the same code as `harnes
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -105,6 +106,24 @@ def requirements() -> list[str]:
             f"safetensors=={version('safetensors')}", f"numpy=={np.__version__}", "restoration-bench"]
 
 
+@contextlib.contextmanager
+def _no_distribution_scan():
+    """MLflow checks a model's requirements against the environment with a map of every installed
+    distribution's modules (importlib_metadata.packages_distributions: about 1 s per process here).
+    The map only serves requirements it cannot look up by distribution name; ours are distribution
+    names with the installed versions (requirements()), so an empty map gives the same check."""
+    from mlflow.utils import requirements_utils
+
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is not None:  # built already, or MLflow changed
+        yield
+        return
+    requirements_utils._MODULES_TO_PACKAGES = {}
+    try:
+        yield
+    finally:
+        requirements_utils._MODULES_TO_PACKAGES = None  # anything else MLflow infers later gets the full map
+
+
 def log_model(uri: str, run_id: str, network: torch.nn.Module, config: dict[str, Any], step: int) -> str:
     """Log `network` as run `run_id`'s MLflow model (linked to its metrics at `step`); returns the model id."""
     from mlflow.models import Model
@@ -119,10 +138,11 @@ def log_model(uri: str, run_id: str, network: torch.nn.Module, config: dict[str,
         weights, config_file = Path(tmp) / WEIGHTS, Path(tmp) / CONFIG
         save_weights(network, weights)
         config_file.write_text(json.dumps(config, indent=2))
-        info = Model.log(None, mlflow.pyfunc, run_id=run_id, model_id=logged.model_id, step=step,
-                         python_model=RestorationModel(),
-                         artifacts={"weights": str(weights), "config": str(config_file)},
-                         signature=signature(), input_example=input_example(), pip_requirements=requirements())
+        with _no_distribution_scan():
+            info = Model.log(None, mlflow.pyfunc, run_id=run_id, model_id=logged.model_id, step=step,
+                             python_model=RestorationModel(),
+                             artifacts={"weights": str(weights), "config": str(config_file)},
+                             signature=signature(), input_example=input_example(), pip_requirements=requirements())
     return info.model_id
 
 
