@@ -1,7 +1,9 @@
 """MLflow as its users use it (issue 23): experiment kind, dataset inputs, logged models, the registry."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -16,6 +18,47 @@ from mlflow.tracking import MlflowClient
 from harness.runs import tracking
 from conftest import run_harness
 from mlflow_runs import bench_home
+
+
+def test_a_new_store_is_a_copy_of_mlflows_own_empty_schema(tmp_path, monkeypatch):
+    import sqlite3
+
+    from mlflow.store.db.utils import _initialize_tables
+    import sqlalchemy
+
+    def schema(path):
+        """Alembic revision and every table and index, clauses sorted (MLflow's own migrations write a
+        table's constraints in a different order from one run to the next)."""
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            objects = db.execute("select type, name, sql from sqlite_master").fetchall()
+            return (db.execute("select version_num from alembic_version").fetchall(),
+                    sorted((kind, name, sorted((sql or "").replace("\n", "").split(","))) for kind, name, sql in objects))
+
+    monkeypatch.setenv("RESTORATION_BENCH_CACHE", str(tmp_path / "cache"))
+    first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    for database in (first, second):
+        client = tracking.client(f"sqlite:///{database}")
+        run_id = tracking.start_run(client, "derain", "x", {"setting": "derain"}, {"lr": "0.1"})
+        assert client.get_run(run_id).data.params == {"lr": "0.1"}
+        assert {e.name for e in client.search_experiments()} == {"Default", "restoration-bench/derain"}
+    (template,) = (tmp_path / "cache").glob("mlflow-*-empty.db")
+    reference = tmp_path / "reference.db"  # what MLflow's migrations make by themselves
+    engine = sqlalchemy.create_engine(f"sqlite:///{reference}")
+    _initialize_tables(engine)
+    engine.dispose()
+    assert schema(template) == schema(reference) == schema(second)
+    assert first.stat().st_mode & 0o777 == second.stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    (tmp_path / "not-a-folder").write_text("")  # no cache folder: MLflow creates the store as before
+    monkeypatch.setenv("RESTORATION_BENCH_CACHE", str(tmp_path / "not-a-folder"))
+    third = tmp_path / "c" / "mlflow.db"
+    tracking.start_run(tracking.client(f"sqlite:///{third}"), "derain", "x", {}, {})
+    assert schema(third)[0] == schema(reference)[0]
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_new_experiments_open_on_their_runs(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,49 @@ def client(uri: str) -> MlflowClient:
     """An MLflow client bound to `uri`; a new SQLite store is created by one process at a time."""
     if uri.startswith("sqlite:") and uri not in _READY_STORES:
         with store_lock(uri):
+            if uri.startswith("sqlite:///"):
+                _copy_empty_schema(Path(uri[len("sqlite:///"):]))
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates/migrates the schema
         _READY_STORES.add(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def _copy_empty_schema(database: Path) -> None:
+    """Start a new SQLite store as a copy of an empty database that MLflow's migrations already ran on.
+
+    Running the migrations (about a hundred alembic scripts) takes ~2 s per new store here, and
+    every submission in a fresh state folder, test or first run pays it; the copy takes
+    milliseconds. The template is kept per MLflow and SQLAlchemy version in the cache folder and
+    holds tables only: MLflow adds its Default experiment when it opens the copy, as it would
+    have. Anything unexpected (no cache folder, MLflow's internals changed) leaves the store to
+    MLflow's own creation.
+    """
+    if database.exists():
+        return
+    try:
+        import sqlalchemy
+        from mlflow import __version__ as mlflow_version
+        from mlflow.store.db.utils import _initialize_tables
+
+        from harness.cache import cache_dir
+
+        template = cache_dir() / f"mlflow-{mlflow_version}-sqlalchemy-{sqlalchemy.__version__}-empty.db"
+        if not template.exists():
+            template.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=template.parent, suffix=".db", delete=False) as handle:
+                building = Path(handle.name)
+            try:
+                engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+                _initialize_tables(engine)
+                engine.dispose()
+                building.replace(template)  # atomic: a concurrent builder's copy is as good
+            finally:
+                building.unlink(missing_ok=True)
+        copy = database.with_name(f".{database.name}.{os.getpid()}.new")  # created with the user's umask, as MLflow's
+        copy.write_bytes(template.read_bytes())
+        copy.replace(database)
+    except Exception:  # MLflow creates the store itself
+        return
 
 
 def experiment_id(mlflow: MlflowClient, setting: str) -> str:
