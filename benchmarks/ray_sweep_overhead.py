@@ -5,7 +5,9 @@ tests). Measurements of the same tiny trial (nafnet tiny, `derain`, smoke profil
 rounds, each of them back to back so that both paths see the same load on a shared machine:
 
 1. in process, without Ray: the trial body (`harness.runs.trial.train_evaluate` with a do-nothing
-   RayApi) logging into an MLflow run (one warm-up run first, for imports and caches);
+   RayApi) logging into an MLflow run (one warm-up run first, for imports and caches), before,
+   between and after the round's two sweeps (the median is the round's body: on a shared virtual
+   machine the speed drifts within minutes; the CPU steal of each round is recorded);
 2. `harness sweep` of `--trials` trials on a one-node cluster with 1 CPU (trials one after
    another), once with one actor per trial (RESTORATION_BENCH_REUSE_ACTORS=0, the path before
    issue 21: a new worker process per trial, which imports torch, MLflow and the zoo again) and
@@ -44,6 +46,18 @@ TRIAL = ["--model", "nafnet", "--setting", "derain", "--profile", "smoke", "--ef
 
 
 MODES = {"actor_per_trial": "0", "reused_actors": "1"}  # RESTORATION_BENCH_REUSE_ACTORS of each path
+
+
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user, nice, system, idle, iowait, irq, softirq, steal)."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def steal_percent(before: list[int], after: list[int]) -> float:
+    """Share of CPU time the hypervisor gave to other machines between two `cpu_times()` (a busy host
+    slows every figure here, which the load average does not show)."""
+    delta = [b - a for a, b in zip(before, after)]
+    return round(100 * delta[7] / max(sum(delta), 1), 1)
 
 
 class InProcessTrial:
@@ -131,16 +145,23 @@ def main() -> None:
     one: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     overhead: dict[str, list[float]] = {mode: [] for mode in MODES}
     load: list[float] = []
+    steal: list[float] = []
     with tempfile.TemporaryDirectory(prefix="rbbench") as tmp:
         trial = InProcessTrial(str(Path(tmp) / "in-process"))
         for i in range(args.rounds):
             load.append(os.getloadavg()[0])
-            body.append(trial.seconds())
+            counters = cpu_times()
+            # the body before, between and after the two sweeps (median): the machine's speed drifts
+            bodies = [trial.seconds()]
             for mode, reuse in MODES.items():
                 one[mode].append(sweep_seconds(1, args.trials, Path(tmp) / f"{mode}-{i}", reuse))
+                bodies.append(trial.seconds())
+            body.append(statistics.median(bodies))
+            for mode in MODES:
                 overhead[mode].append(one[mode][-1]["sweep_s"] / args.trials - body[-1])
+            steal.append(steal_percent(counters, cpu_times()))
             print(f"round {i + 1}: in process {body[-1]:.2f} s; overhead per trial "
-                  + ", ".join(f"{m} {overhead[m][-1]:.2f} s" for m in MODES), flush=True)
+                  + ", ".join(f"{m} {overhead[m][-1]:.2f} s" for m in MODES) + f"; CPU steal {steal[-1]}%", flush=True)
         load.append(os.getloadavg()[0])
         try:  # the rounds stand without it (on a shared machine Ray may kill workers for memory)
             two = sweep_seconds(2, args.trials, Path(tmp) / "two")
@@ -157,6 +178,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores; 1 CPU per Ray node",
         "trial": " ".join(TRIAL), "trials": args.trials, "rounds": args.rounds,
         "load_average_1min": [round(v, 2) for v in load],  # before each round, after the rounds, after two nodes
+        "cpu_steal_percent_per_round": steal,
         "in_process_trial_s": round(statistics.median(body), 2), "in_process_runs_s": [round(t, 2) for t in body],
         "one_node": one_node,
         "ray_overhead_per_trial_s": {mode: round(statistics.median(v), 2) for mode, v in overhead.items()},
