@@ -97,8 +97,11 @@ def _copy_empty_schema(database: Path) -> None:
             finally:
                 building.unlink(missing_ok=True)
         copy = database.with_name(f".{database.name}.{os.getpid()}.new")  # created with the user's umask, as MLflow's
-        copy.write_bytes(template.read_bytes())
-        copy.replace(database)
+        try:
+            copy.write_bytes(template.read_bytes())
+            copy.replace(database)
+        finally:
+            copy.unlink(missing_ok=True)  # a copy that failed half-way
     except Exception:  # MLflow creates the store itself
         return
 
