@@ -32,6 +32,11 @@ OUTPUT_COMPRESSION = 1  # zlib level of saved PNGs (lossless at every level; 1 i
 _READY_STORES: set[str] = set()  # SQLite stores this process has already seen initialised
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` store; None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 @contextlib.contextmanager
 def store_lock(uri: str):
     """Hold an exclusive inter-process lock on a SQLite store (a no-op for other stores).
@@ -41,10 +46,10 @@ def store_lock(uri: str):
     an experiment twice fails the slower process. Both steps run under this lock. Ordinary writes
     need no lock: SQLite serialises them and pysqlite waits for a busy database.
     """
-    if not uri.startswith("sqlite:///"):
+    database = _sqlite_file(uri)
+    if database is None:
         yield
         return
-    database = Path(uri[len("sqlite:///"):])
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.with_name(database.name + ".lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -58,8 +63,8 @@ def client(uri: str) -> MlflowClient:
     """An MLflow client bound to `uri`; a new SQLite store is created by one process at a time."""
     if uri.startswith("sqlite:") and uri not in _READY_STORES:
         with store_lock(uri):
-            if uri.startswith("sqlite:///"):
-                _copy_empty_schema(Path(uri[len("sqlite:///"):]))
+            if _sqlite_file(uri) is not None:
+                _copy_empty_schema(_sqlite_file(uri))
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates/migrates the schema
         _READY_STORES.add(uri)
     return MlflowClient(tracking_uri=uri)
