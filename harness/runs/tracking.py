@@ -63,8 +63,9 @@ def client(uri: str) -> MlflowClient:
     """An MLflow client bound to `uri`; a new SQLite store is created by one process at a time."""
     if uri.startswith("sqlite:") and uri not in _READY_STORES:
         with store_lock(uri):
-            if _sqlite_file(uri) is not None:
-                _copy_empty_schema(_sqlite_file(uri))
+            database = _sqlite_file(uri)
+            if database is not None:
+                _copy_empty_schema(database)
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates/migrates the schema
         _READY_STORES.add(uri)
     return MlflowClient(tracking_uri=uri)
