@@ -74,6 +74,32 @@ def test_test_inputs_are_fixed_and_shared_between_settings():
     assert open_data(get_setting("three_deg")).fingerprint() != open_data(get_setting("five_deg")).fingerprint()
 
 
+@pytest.mark.parametrize("image_shape, kernel_shape", [((120, 160), (31, 31)), ((97, 64), (12, 7)), ((64, 64), (3, 3))])
+def test_rain_convolution_is_scipy_signals_fftconvolve_bit_for_bit(image_shape, kernel_shape):
+    """The synthesised rain (and so every fingerprint) is the same as with scipy.signal.fftconvolve."""
+    from scipy.signal import fftconvolve
+
+    from harness.data.degradations import convolve_same
+
+    rng = np.random.default_rng(7)
+    drops = (rng.random(image_shape) < 0.004) * rng.uniform(0.6, 1.0, image_shape)
+    kernel = rng.random(kernel_shape)
+    np.testing.assert_array_equal(convolve_same(drops, kernel), fftconvolve(drops, kernel, mode="same"))
+
+
+def test_synthesising_the_suite_does_not_import_scipy_signal():
+    """scipy.signal costs about 1 s per process; the driver and every trial synthesise the suite."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness.data import open_data; from harness.settings import get_setting; "
+            "open_data(get_setting('rain_snow_haze')).fingerprint(); open_data(get_setting('three_deg')).fingerprint(); "
+            "print('scipy.signal' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+
+
 def test_training_samples_are_a_function_of_seed_and_index():
     source = open_data(get_setting("five_deg"))
     first, again = source.training_set(64, 10, seed=3), source.training_set(64, 10, seed=3)
