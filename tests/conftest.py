@@ -121,7 +121,9 @@ class LoopbackRayCluster:
 
     def env(self, home: Path | None = None) -> dict[str, str]:
         """Environment of every process of the cluster: no auth token, no usage stats, no global MLflow URI."""
-        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+        # no idle workers prestarted as a driver connects: trial actors never take them (as in the
+        # local clusters the harness starts, harness/runs/submit.py ClusterOptions.init_ray)
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", RAY_prestart_worker_first_driver="0")
         env.pop("MLFLOW_TRACKING_URI", None)
         if home is not None:
             env["RESTORATION_BENCH_HOME"] = str(home)

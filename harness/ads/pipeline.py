@@ -106,7 +106,6 @@ def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions, on_
     existing = _children(mlflow, parent)
     inputs: dict[str, str] = {}
     metrics: dict[str, float] = {}
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started = False
     try:
         for stage in STAGES:
@@ -131,11 +130,7 @@ def _execute(run: RunConfig, parent: str, uri: str, cluster: ClusterOptions, on_
                 if "error" in child.data.tags:
                     mlflow.delete_tag(child_id, "error")
             if not started and not ray.is_initialized():
-                if cluster.address:
-                    ray.init(address=cluster.address)
-                else:
-                    ray.init(address="local", num_cpus=cluster.cpus, num_gpus=None if cluster.gpus else 0,
-                             include_dashboard=False, configure_logging=False)
+                cluster.init_ray()
                 started = True
                 if on_sigterm is not None:
                     for stop_signal in (signal.SIGINT, signal.SIGTERM):
