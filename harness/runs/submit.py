@@ -50,20 +50,18 @@ class ClusterOptions:
         return (self.workers or 1) > 1 or self.gpus_per_worker > 0
 
     def init_ray(self, runtime_env: dict | None = None) -> None:
-        """Connect to the cluster at `address`, or start a local one sized by `cpus` and `gpus`.
-
-        A local Ray would prestart one idle Python worker per CPU as this driver connects; Tune's
-        trial actors never take them (an actor's runtime environment differs), so they only
-        compete for the CPUs at start-up: 1.9 of 43.8 CPU seconds of a smoke submission
-        (benchmarks/submit_cpu.py). The environment can still ask for them.
-        """
+        """Connect to the cluster at `address`, or start a local one sized by `cpus` and `gpus`."""
         import ray
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if self.address:
             ray.init(address=self.address, runtime_env=runtime_env)
             return
-        os.environ.setdefault("RAY_prestart_worker_first_driver", "0")  # read by the raylet ray.init starts
+        # A local Ray prestarts an idle Python worker per CPU as the driver connects (the raylet reads
+        # this variable); Tune's trial actors never take one (their runtime environment differs), so
+        # they only compete for the CPUs at start-up: 1.9 of 43.8 CPU s of a smoke submission
+        # (benchmarks/submit_cpu.py). A user's own setting wins.
+        os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
         ray.init(address="local", num_cpus=self.cpus, num_gpus=None if self.gpus else 0,
                  include_dashboard=False, configure_logging=False, runtime_env=runtime_env)
 
