@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from ray_sweep_overhead import cpu_times  # noqa: E402  (/proc/stat's counters, read in one place)
+
 HARNESS = str(Path(sys.executable).with_name("harness"))
 SUBMIT = ["submit", "--model", "nafnet", "--setting", "derain", "--profile", "smoke"]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -51,8 +54,8 @@ ROLES = [
 
 def busy_seconds() -> float:
     """The machine's busy CPU time so far (user, nice, system, irq, softirq) in seconds."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / TICK
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = cpu_times()
+    return (user + nice + system + irq + softirq) / TICK
 
 
 def process_table() -> dict[int, tuple[int, str, str, float]]:
