@@ -85,8 +85,10 @@ def measure_once(home: Path) -> dict:
     env = {**os.environ, "RESTORATION_BENCH_HOME": str(home)}
     command = shlex.join([HARNESS, *SUBMIT])
     started, busy_before = time.monotonic(), busy_seconds()
-    proc = subprocess.Popen(["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {command}"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = home / "submit.log"  # a file, not a pipe: nobody reads a pipe while the run prints
+    with log.open("w") as out:
+        proc = subprocess.Popen(["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {command}"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     seen: dict[int, tuple[str, float]] = {}
     while proc.poll() is None:
         table = process_table()
@@ -103,9 +105,8 @@ def measure_once(home: Path) -> dict:
             if cpu >= seen.get(pid, ("", 0.0))[1]:
                 seen[pid] = (name if name != "other" else seen.get(pid, (name, 0))[0], cpu)
         time.sleep(0.2)
-    output = proc.stdout.read()
     if proc.returncode != 0:
-        raise SystemExit(f"harness submit failed (exit {proc.returncode}):\n{output[-3000:]}")
+        raise SystemExit(f"harness submit failed (exit {proc.returncode}):\n{log.read_text()[-3000:]}")
     wall, busy = time.monotonic() - started, busy_seconds() - busy_before
     per_role: dict[str, float] = {}
     for name, cpu in seen.values():
