@@ -85,7 +85,8 @@ def test_leaderboard_imports_neither_torch_nor_ray(warm_cache, tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment("restoration-bench/derain")
+    experiment = client.create_experiment("restoration-bench/derain",
+                                          artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(experiment, tags={"setting": "derain", "setting_version": "1", "model": "nafnet",
                                               "variant": "tiny", "profile": "smoke", "data_source": "embedded",
                                               "data_fingerprint": "0" * 16})
@@ -117,7 +118,8 @@ def test_leaderboard_answers_from_its_cache_until_the_store_changes(warm_cache, 
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment("restoration-bench/derain")
+    experiment = client.create_experiment("restoration-bench/derain",
+                                          artifact_location=(tmp_path / "artifacts").as_uri())
     _finished_run(client, experiment, "nafnet", 25.0)
     argv = ["leaderboard", "--setting", "derain", "--tracking-uri", uri, "--format", "json"]
     first = probe(argv, warm_cache, tmp_path)

@@ -40,7 +40,8 @@ def store(tmp_path) -> str:
     """A store with finished, killed, deleted and other-setting runs, and a seeded entry."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    derain = client.create_experiment("restoration-bench/derain")
+    derain = client.create_experiment("restoration-bench/derain",
+                                      artifact_location=(tmp_path / "artifacts").as_uri())
     rng = np.random.default_rng(0)
     for index, model in enumerate(["nafnet", "restormer", "identity", "nafnet", "promptir"]):
         _run(client, derain, model, list(rng.normal(25 + index, 1.0, 12)))
@@ -99,7 +100,8 @@ def test_board_is_the_same_through_either_reader(store, monkeypatch):
 def test_level_board_is_the_same_through_either_reader(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment("restoration-bench/hyperres_noise")
+    experiment = client.create_experiment("restoration-bench/hyperres_noise",
+                                          artifact_location=(tmp_path / "artifacts").as_uri())
     levels = {"noise15": 15.0, "noise50": 50.0}
     for model, shift, tags in [("hyperres", 0.0, {}), ("nafnet", -1.0, {"dedicated_level": "15"}),
                                ("nafnet", -2.0, {"dedicated_level": "50"})]:
@@ -143,7 +145,8 @@ def test_level_board_folds_the_seeds_of_an_entry_into_their_mean(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment("restoration-bench/hyperres_noise")
+    experiment = client.create_experiment("restoration-bench/hyperres_noise",
+                                          artifact_location=(tmp_path / "artifacts").as_uri())
     parent = client.create_run(experiment, tags={**TAGS, "setting": "hyperres_noise", "model": "hyperres",
                                                  "role": "seeds"}).info.run_id
     for seed, psnr in ((0, 30.0), (1, 32.0), (2, 31.0)):  # a lucky seed must not stand for the entry

@@ -149,7 +149,7 @@ def test_resuming_a_plugin_run_without_its_file_names_the_file(in_process, harne
     run = dataclasses.asdict(RunConfig(model="identity", setting="three_deg", profile="smoke",
                                        plugin_modules=(zoo_plugins.module_name(digest),)))
     client = MlflowClient(f"sqlite:///{harness_home / 'mlflow.db'}")
-    crashed = client.create_run(client.create_experiment("three_deg"), tags={
+    crashed = client.create_run(client.create_experiment("three_deg", (harness_home / "artifacts").as_uri()), tags={
         "plugin": "file", "plugin.file": EXAMPLE.name, "plugin.sha256": digest}).info.run_id
     client.log_param(crashed, "run.json", json.dumps({**run, "model": "tiny_rescnn"}))
     client.set_terminated(crashed, "FAILED")
