@@ -1,6 +1,6 @@
 """`python -m harness.cli`: the same as the `harness` console script."""
 import sys
 
-from harness.cli import main
+from harness.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())
