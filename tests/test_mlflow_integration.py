@@ -74,7 +74,7 @@ def test_an_existing_experiment_gets_the_kind_when_next_written_to(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     plain = MlflowClient(uri)
     old = plain.create_experiment("restoration-bench/dehaze", artifact_location=(tmp_path / "artifacts").as_uri(),
-                              tags={"setting": "dehaze"})  # as older releases made it
+                                  tags={"setting": "dehaze"})  # as older releases made it
     assert "mlflow.experimentKind" not in plain.get_experiment(old).tags
     with bench_home(tmp_path):
         client = tracking.client(uri)

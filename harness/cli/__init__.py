@@ -74,8 +74,8 @@ def console_main() -> int:
     At exit CPython collects every object still alive; after a command that loaded torch, MLflow,
     Ray and pandas that took 2.4 s of a smoke submission's 36 (py-spy: `gc_collect_main` after the
     last atexit handler). `gc.freeze` moves what is alive into the generation no collection visits,
-    so the process ends at once. atexit handlers, open files and stdout are finalised as before; only
-    objects in reference cycles are not, which is what os._exit would also skip. Not in `main`: a
+    so the process ends at once. atexit handlers still run and stdout is still flushed; objects held
+    only by reference cycles are left to the operating system instead of finalised. Not in `main`: a
     test that calls it in its own process keeps collecting its garbage.
     """
     code = main()
