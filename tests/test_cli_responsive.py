@@ -81,10 +81,10 @@ def test_leaderboard_imports_neither_torch_nor_ray(warm_cache, tmp_path):
     """A run that recorded no parameter count gets the zoo's count from the cached catalogue, not from torch;
     a local store is read without MLflow (leaderboards/readers.py)."""
     import zoo
-    from mlflow.tracking import MlflowClient
+    from harness.runs import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = tracking.client(uri)  # MLflow's own empty schema, copied
     experiment = client.create_experiment("restoration-bench/derain",
                                           artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(experiment, tags={"setting": "derain", "setting_version": "1", "model": "nafnet",
@@ -114,10 +114,10 @@ def _finished_run(client, experiment: str, model: str, psnr: float) -> None:
 @pytest.mark.slow
 def test_leaderboard_answers_from_its_cache_until_the_store_changes(warm_cache, tmp_path):
     """A repeated board of an unchanged local store imports not even pandas; a new finished run is shown at once."""
-    from mlflow.tracking import MlflowClient
+    from harness.runs import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = tracking.client(uri)  # MLflow's own empty schema, copied
     experiment = client.create_experiment("restoration-bench/derain",
                                           artifact_location=(tmp_path / "artifacts").as_uri())
     _finished_run(client, experiment, "nafnet", 25.0)

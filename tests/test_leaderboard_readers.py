@@ -35,13 +35,14 @@ def _run(client: MlflowClient, experiment: str, model: str, psnr: list[float], s
     return run_id
 
 
-@pytest.fixture()
-def store(tmp_path) -> str:
-    """A store with finished, killed, deleted and other-setting runs, and a seeded entry."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """A store with finished, killed, deleted and other-setting runs, and a seeded entry (the tests only read it)."""
+    folder = tmp_path_factory.mktemp("readers")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = tracking.client(uri)  # MLflow's own empty schema, copied (harness/runs/tracking.py)
     derain = client.create_experiment("restoration-bench/derain",
-                                      artifact_location=(tmp_path / "artifacts").as_uri())
+                                      artifact_location=(folder / "artifacts").as_uri())
     rng = np.random.default_rng(0)
     for index, model in enumerate(["nafnet", "restormer", "identity", "nafnet", "promptir"]):
         _run(client, derain, model, list(rng.normal(25 + index, 1.0, 12)))
@@ -99,7 +100,7 @@ def test_board_is_the_same_through_either_reader(store, monkeypatch):
 
 def test_level_board_is_the_same_through_either_reader(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = tracking.client(uri)
     experiment = client.create_experiment("restoration-bench/hyperres_noise",
                                           artifact_location=(tmp_path / "artifacts").as_uri())
     levels = {"noise15": 15.0, "noise50": 50.0}
@@ -144,7 +145,7 @@ def test_level_board_folds_the_seeds_of_an_entry_into_their_mean(tmp_path):
     from leaderboards.levels import level_board
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = tracking.client(uri)
     experiment = client.create_experiment("restoration-bench/hyperres_noise",
                                           artifact_location=(tmp_path / "artifacts").as_uri())
     parent = client.create_run(experiment, tags={**TAGS, "setting": "hyperres_noise", "model": "hyperres",

@@ -72,6 +72,7 @@ def test_new_experiments_open_on_their_runs(tmp_path):
 
 def test_an_existing_experiment_gets_the_kind_when_next_written_to(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.client(uri)  # creates the store only (a copy of MLflow's own empty schema)
     plain = MlflowClient(uri)
     old = plain.create_experiment("restoration-bench/dehaze", artifact_location=(tmp_path / "artifacts").as_uri(),
                                   tags={"setting": "dehaze"})  # as older releases made it

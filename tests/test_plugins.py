@@ -22,6 +22,7 @@ from conftest import recorded_runs, run_harness
 from mlflow.tracking import MlflowClient
 
 from harness.cli import main
+from harness.runs import tracking
 from leaderboards.runs import PLUGIN, entry_of
 from zoo import load_models
 from zoo import plugins as zoo_plugins
@@ -148,7 +149,7 @@ def test_resuming_a_plugin_run_without_its_file_names_the_file(in_process, harne
     digest = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
     run = dataclasses.asdict(RunConfig(model="identity", setting="three_deg", profile="smoke",
                                        plugin_modules=(zoo_plugins.module_name(digest),)))
-    client = MlflowClient(f"sqlite:///{harness_home / 'mlflow.db'}")
+    client = tracking.client(f"sqlite:///{harness_home / 'mlflow.db'}")
     crashed = client.create_run(client.create_experiment("three_deg", (harness_home / "artifacts").as_uri()), tags={
         "plugin": "file", "plugin.file": EXAMPLE.name, "plugin.sha256": digest}).info.run_id
     client.log_param(crashed, "run.json", json.dumps({**run, "model": "tiny_rescnn"}))
