@@ -165,11 +165,31 @@ def local_folder(artifact_uri: str | None) -> Path | None:
     return None
 
 
+class MissingStore:
+    """A local SQLite store whose file does not exist: no runs. Reading never creates it (MLflow's client
+    would write a new database there, and a mistyped path would look like an empty store from then on)."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+
+    def finished_runs(self, setting: str) -> list[Any]:
+        """No runs: nothing has been logged to this store."""
+        return []
+
+    def per_image(self, run_id: str) -> PerImage | None:
+        """No run, so no per-image metrics."""
+        return None
+
+
 def open_reader(uri: str) -> RunReader:
-    """The reader for the store at `uri`: direct for a local SQLite file that exists, MLflow's client otherwise."""
+    """The reader for the store at `uri`: direct for a local SQLite file that exists, none for one that does
+    not, MLflow's client otherwise."""
     from harness.public import missing_local_store
 
-    if uri.startswith("sqlite:///") and missing_local_store(uri) is None:
+    if uri.startswith("sqlite:///"):
+        database = missing_local_store(uri)
+        if database is not None:
+            return MissingStore(database)
         return _Checked(SqliteReader(Path(uri[len("sqlite:///"):]).resolve(), uri))
     return MlflowReader(uri)
 

@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.cli import main
+from harness.runs import tracking
 from leaderboards.artifacts import per_image_metrics
 from leaderboards.board import differences
 from harness.settings import get_setting
@@ -209,6 +210,16 @@ def test_text_markdown_and_csv_show_the_intervals(capsys, store):
 
 
 def test_empty_store_prints_a_clear_message(capsys, tmp_path):
+    tracking.client(f"sqlite:///{tmp_path / 'empty.db'}")  # a store without runs
     text = board(capsys, f"sqlite:///{tmp_path / 'empty.db'}")
     assert "No finished runs of this setting in the tracking store." in text
     assert json.loads(board(capsys, f"sqlite:///{tmp_path / 'empty.db'}", "--format", "json"))["rows"] == []
+
+
+def test_a_store_that_does_not_exist_is_named_and_not_created(capsys, tmp_path):
+    missing = tmp_path / "typo" / "mlflow.db"
+    assert main(["leaderboard", "--setting", SETTING, "--tracking-uri", f"sqlite:///{missing}"]) == 0
+    out, err = capsys.readouterr()
+    assert "No finished runs of this setting in the tracking store." in out
+    assert f"no tracking store at {missing} yet" in err
+    assert not missing.exists() and not missing.parent.exists()

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -32,9 +33,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 @command("leaderboard", "rank the finished runs of a setting, beside the papers' numbers", _arguments)
 def run(args: argparse.Namespace) -> int:
     """Print the leaderboard of a setting from finished MLflow runs (from the cache while a local store is unchanged)."""
-    from harness.runs.store import tracking_uri
+    from harness.runs.store import missing_local_store, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
+    if (database := missing_local_store(uri)) is not None:
+        print(f"note: no tracking store at {database} yet (`harness submit` creates it); nothing was created",
+              file=sys.stderr)
     options = (args.setting, args.format, args.pick, args.profile, args.source, args.view, args.show_seeds)
     print(cached_board(uri, options, lambda: _board_text(uri, options)), end="")
     return 0
