@@ -302,3 +302,51 @@ def test_the_dashboards_run_details_link_to_the_logged_model_and_its_registered_
         f"{ui}/models/dashboard-model/versions/{done.version}"
     assert any(f"runs:/{run_id}/model" in t.value for t in at.text)
     st.cache_data.clear()
+
+
+class _Planted:
+    """A pickle that creates a folder when it is loaded: what anyone who can write to a store could plant."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_restoring_reads_a_logged_models_data_files_and_never_unpickles_what_the_store_holds(tmp_path):
+    import mlflow.pyfunc
+
+    from harness.runs.models import load_logged, log_model, model_config
+    from harness.runs.register import register_run
+    from zoo import create_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with bench_home(tmp_path):
+        client = tracking.client(uri)
+        run_id = tracking.start_run(client, "derain", "x", {"setting": "derain"}, {})
+        torch.manual_seed(0)
+        network = create_model("nafnet", "tiny").eval()
+        config = model_config("nafnet", "tiny", {}, "derain")
+        log_model(uri, run_id, network, config, step=1)
+        client.set_terminated(run_id, "FINISHED")
+        register_run(run_id, "planted", uri, alias="champion")
+    marker = tmp_path / "planted-code-ran"
+    for pickled in tmp_path.rglob("python_model.pkl"):  # the run's model (a registered version points at it)
+        pickled.write_bytes(__import__("pickle").dumps(_Planted(marker)))
+    image = torch.rand(1, 3, 32, 32)
+    for model_uri in (f"runs:/{run_id}/model", "models:/planted@champion", "models:/planted/1"):
+        logged = load_logged(model_uri, uri)
+        assert not marker.exists(), model_uri
+        assert logged.config == config and logged.source_run == run_id and logged.setting.name == "derain"
+        with torch.no_grad():
+            assert torch.equal(logged.network(image), network(image))
+    with contextlib.suppress(Exception):  # MLflow's own loader does run it: the test's pickle is live
+        mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert marker.exists()
+    for config_file in tmp_path.rglob("config.json"):
+        config_file.unlink()
+    with pytest.raises(ValueError, match=r"runs:/\w+/model is not a model logged by the harness .*\['config', 'weights'\]"):
+        load_logged(f"runs:/{run_id}/model", uri)
+    with pytest.raises(ValueError, match="no MLflow model at models:/absent/1 in sqlite"):
+        load_logged("models:/absent/1", uri)

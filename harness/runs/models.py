@@ -4,6 +4,8 @@ The model folder holds the zoo configuration (config.json: model, variant, optio
 the safetensors weights; `load_context` rebuilds the zoo model from them, so loading never
 unpickles a network. `predict` takes RGB images in [0, 1] as an N x 3 x H x W float32 array and
 returns the restored images, clipped to [0, 1], through the same code as `harness restore`.
+The harness itself (`load_logged`: restore, evaluate) reads only those data files and never runs
+MLflow's pyfunc loader, which unpickles the logged wrapper (python_model.pkl).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from zoo import Conditioning, create_model
 MODEL_NAME = "model"  # the run's logged model: runs:/<run id>/model
 MODEL_URI_SCHEMES = ("runs:/", "models:/")  # what `harness restore --run` and `evaluate --weights` take as a model
 CONFIG = "config.json"
+CONFIG_ARTIFACT, WEIGHTS_ARTIFACT = "config", "weights"  # the pyfunc's artifact names (log_model, load_logged)
 EXAMPLE_SIZE = 32  # side of the logged input example
 
 
@@ -65,10 +68,10 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         """Rebuild the zoo model from the logged configuration and safetensors weights."""
-        config = json.loads(Path(context.artifacts["config"]).read_text())
+        config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
         self.config = config
         self.setting = get_setting(config["setting"])
-        self.network = build_model(config, Path(context.artifacts["weights"]))
+        self.network = build_model(config, Path(context.artifacts[WEIGHTS_ARTIFACT]))
 
     def restore(self, image: torch.Tensor, level: float | None = None) -> tuple[torch.Tensor, float | None]:
         """Restored images and the level used (what `harness restore` reports)."""
@@ -141,7 +144,7 @@ def log_model(uri: str, run_id: str, network: torch.nn.Module, config: dict[str,
         with _no_distribution_scan():
             info = Model.log(None, mlflow.pyfunc, run_id=run_id, model_id=logged.model_id, step=step,
                              python_model=RestorationModel(),
-                             artifacts={"weights": str(weights), "config": str(config_file)},
+                             artifacts={WEIGHTS_ARTIFACT: str(weights), CONFIG_ARTIFACT: str(config_file)},
                              signature=signature(), input_example=input_example(), pip_requirements=requirements())
     return info.model_id
 
@@ -166,21 +169,36 @@ class LoggedModel:
 def load_logged(model_uri: str, tracking: str) -> LoggedModel:
     """Load `model_uri` (runs:/<run id>/model, models:/NAME/VERSION, models:/NAME@ALIAS) from store `tracking`.
 
+    Only data is read: the MLmodel file, config.json and the safetensors weights; the network is
+    rebuilt from the zoo. MLflow's own loader would unpickle the logged python_model.pkl, and a
+    store anyone can log to must not run code on the machine that restores from it.
     ValueError (one line naming the URI and the store) when there is no such model or it was not
     logged by the harness.
     """
+    from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
 
-    mlflow.set_tracking_uri(tracking)  # the pyfunc loader resolves runs:/ and models:/ through the global URI
-    try:
-        loaded = mlflow.pyfunc.load_model(model_uri)
-    except (MlflowException, OSError) as err:
-        text = str(err).strip()
-        reason = text.splitlines()[0] if text else type(err).__name__
-        raise ValueError(f"no MLflow model at {model_uri} in {tracking}: {reason}") from None
-    wrapper = loaded.unwrap_python_model()
-    if not isinstance(wrapper, RestorationModel):
-        raise ValueError(f"{model_uri} is not a model logged by the harness (a {type(wrapper).__name__})")
-    meta = loaded.metadata
-    return LoggedModel(model_uri, wrapper.network, wrapper.setting, wrapper.config,
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking,
+                                             registry_uri=tracking)).resolve()
+            meta = Model.load(folder)
+        except (MlflowException, OSError) as err:
+            text = str(err).strip()
+            reason = text.splitlines()[0] if text else type(err).__name__
+            raise ValueError(f"no MLflow model at {model_uri} in {tracking}: {reason}") from None
+        artifacts = meta.flavors.get("python_function", {}).get("artifacts") or {}
+        paths = {name: (folder / str(entry.get("path"))).resolve() for name, entry in artifacts.items()
+                 if isinstance(entry, dict)}
+        paths = {name: path for name, path in paths.items() if folder in path.parents}  # nothing outside the model
+        try:
+            config = json.loads(paths[CONFIG_ARTIFACT].read_text()) if CONFIG_ARTIFACT in paths else {}
+        except (OSError, ValueError):
+            config = {}  # unreadable: not the harness' configuration
+        if WEIGHTS_ARTIFACT not in paths or not isinstance(config, dict) or not {"model", "variant", "setting"} <= set(config):
+            raise ValueError(f"{model_uri} is not a model logged by the harness (no zoo configuration and "
+                             f"safetensors weights among its artifacts: {sorted(artifacts) or 'none'})")
+        network = build_model(config, paths[WEIGHTS_ARTIFACT])
+    return LoggedModel(model_uri, network, get_setting(config["setting"]), config,
                        getattr(meta, "model_id", None), getattr(meta, "run_id", None))
