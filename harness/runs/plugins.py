@@ -26,6 +26,8 @@ def staged_modules(plugins: list[Plugin]) -> tuple[str, ...]:
     """Copies of the plug-in files named by their import name, for Ray's runtime_env `py_modules`."""
     from harness.runs.store import home
 
+    if not plugins:  # nothing to stage: no folder either
+        return ()
     folder = home() / "plugins"
     folder.mkdir(parents=True, exist_ok=True)
     staged = []
