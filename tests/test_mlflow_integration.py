@@ -350,3 +350,7 @@ def test_restoring_reads_a_logged_models_data_files_and_never_unpickles_what_the
         load_logged(f"runs:/{run_id}/model", uri)
     with pytest.raises(ValueError, match="no MLflow model at models:/absent/1 in sqlite"):
         load_logged("models:/absent/1", uri)
+    elsewhere = tmp_path / "typo" / "mlflow.db"  # a store that does not exist is named, not created
+    with pytest.raises(ValueError, match=f"no MLflow model at models:/planted/1: there is no tracking store at {elsewhere}"):
+        load_logged("models:/planted/1", f"sqlite:///{elsewhere}")
+    assert not elsewhere.parent.exists()

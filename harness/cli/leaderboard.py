@@ -36,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from harness.runs.store import missing_local_store, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
+    options = (args.setting, args.format, args.pick, args.profile, args.source, args.view, args.show_seeds)
+    print(cached_board(uri, options, lambda: _board_text(uri, options)), end="")
     if (database := missing_local_store(uri)) is not None:
         print(f"note: no tracking store at {database} yet (`harness submit` creates it); nothing was created",
               file=sys.stderr)
-    options = (args.setting, args.format, args.pick, args.profile, args.source, args.view, args.show_seeds)
-    print(cached_board(uri, options, lambda: _board_text(uri, options)), end="")
     return 0
 
 

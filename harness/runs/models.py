@@ -179,6 +179,10 @@ def load_logged(model_uri: str, tracking: str) -> LoggedModel:
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
+    from harness.runs.store import missing_local_store
+
+    if (database := missing_local_store(tracking)) is not None:  # opening it would create an empty store
+        raise ValueError(f"no MLflow model at {model_uri}: there is no tracking store at {database}")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             folder = Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking,
