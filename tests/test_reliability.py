@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 import zoo
 from conftest import harness_main, run_harness, start_harness
+from harness.runs import tracking
 from harness.runs.checkpoints import OPTIMIZER, WEIGHTS, load_checkpoint, save_checkpoint
 
 MARKER = Path("/tmp/restoration-bench-pwned")
@@ -110,3 +111,15 @@ def test_bad_submit_options_are_refused_before_anything_starts(args, expected, h
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert list(harness_home.iterdir()) == []  # refused before anything was written: no store, no plug-in folder
+
+
+@pytest.mark.parametrize("args", [["submit", "--resume"], ["sweep", "--resume"], ["register", "--name", "x", "--run"],
+                                  ["restore", "--input", "photo.png", "--run"]])
+def test_a_run_id_that_is_not_in_the_store_is_one_line_and_a_missing_store_is_not_created(args, harness_home):
+    missing = harness_main([*args, "0123abcd"], harness_home)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"no MLflow run '0123abcd': there is no tracking store at {harness_home / 'mlflow.db'}" in missing.stderr
+    assert list(harness_home.iterdir()) == []
+    tracking.client(f"sqlite:///{harness_home / 'mlflow.db'}")  # a store, without that run
+    absent = harness_main([*args, "0123abcd"], harness_home)
+    assert absent.returncode == 2 and f"no MLflow run '0123abcd' in sqlite:///{harness_home / 'mlflow.db'}" in absent.stderr

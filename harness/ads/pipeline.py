@@ -231,11 +231,9 @@ def submit_pipeline(run: RunConfig, cluster: ClusterOptions = ClusterOptions(),
 
 def is_pipeline_run(run_id: str, explicit_uri: str | None = None) -> bool:
     """True when `run_id` is the parent run of an ADS pipeline."""
-    from mlflow.exceptions import MlflowException
-
     try:
-        return tracking.client(tracking_uri(explicit_uri)).get_run(run_id).data.tags.get("role") == ROLE
-    except MlflowException:
+        return tracking.existing_run(tracking_uri(explicit_uri), run_id)[1].data.tags.get("role") == ROLE
+    except ValueError:  # no such run (or no store): not a pipeline
         return False
 
 
@@ -243,8 +241,7 @@ def resume_pipeline(parent: str, cluster: ClusterOptions = ClusterOptions(),
                     explicit_uri: str | None = None) -> SubmitResult:
     """Continue pipeline `parent` from its first unfinished stage, in the same MLflow runs."""
     uri = tracking_uri(explicit_uri)
-    mlflow = tracking.client(uri)
-    previous = mlflow.get_run(parent)
+    mlflow, previous = tracking.existing_run(uri, parent)
     if previous.info.status == "FINISHED":
         raise ValueError(f"ADS pipeline {parent} is already FINISHED; there is nothing to resume")
     run = RunConfig(**json.loads(previous.data.params["run.json"]))

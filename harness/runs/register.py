@@ -31,11 +31,7 @@ def register_run(run_id: str, name: str, uri: str, alias: str | None = None) -> 
     """Register FINISHED run `run_id`'s model under `name` as a new version, optionally with `alias`."""
     from mlflow.exceptions import MlflowException
 
-    mlflow = tracking.client(uri)
-    try:
-        run = mlflow.get_run(run_id)
-    except MlflowException as err:
-        raise ValueError(f"no MLflow run '{run_id}' in {uri}") from err
+    mlflow, run = tracking.existing_run(uri, run_id)
     if run.info.status != "FINISHED":
         raise ValueError(f"run {run_id} is {run.info.status}, not FINISHED: only a finished run's model is registered")
     model_id = logged_model_id(mlflow, run)

@@ -34,8 +34,7 @@ def read_image(path: Path) -> np.ndarray:
 
 def run_network(run_id: str, uri: str):
     """The network and setting of FINISHED run `run_id`, from its checkpoint artifact."""
-    client = tracking.client(uri)
-    run = client.get_run(run_id)
+    client, run = tracking.existing_run(uri, run_id)
     if run.info.status != "FINISHED":
         raise ValueError(f"run {run_id} is {run.info.status}, not FINISHED: it has no final checkpoint")
     tags, params = run.data.tags, run.data.params

@@ -343,14 +343,8 @@ def _track_fit(mlflow, run_id: str, uri: str, fit) -> SubmitResult:
 
 def resume(run_id: str, cluster: ClusterOptions = ClusterOptions(), explicit_uri: str | None = None) -> SubmitResult:
     """Continue an interrupted or crashed run from its last Ray checkpoint, in the same MLflow run."""
-    from mlflow.exceptions import MlflowException
-
     uri = tracking_uri(explicit_uri)
-    mlflow = tracking.client(uri)
-    try:
-        previous = mlflow.get_run(run_id)
-    except MlflowException as err:
-        raise ValueError(f"no MLflow run '{run_id}' in {uri}") from err
+    mlflow, previous = tracking.existing_run(uri, run_id)
     if previous.info.status == "FINISHED":
         raise ValueError(f"run {run_id} is already FINISHED; there is nothing to resume")
     if "run.json" not in previous.data.params:

@@ -450,15 +450,10 @@ def sweep(cfg: SweepConfig, cluster: ClusterOptions = ClusterOptions(max_failure
 def resume_sweep(parent: str, cluster: ClusterOptions = ClusterOptions(max_failures=3),
                  explicit_uri: str | None = None) -> SweepResult:
     """Continue an interrupted sweep: unfinished and errored trials go on from their checkpoints, in their own child runs."""
-    from mlflow.exceptions import MlflowException
     from ray import tune
 
     uri = tracking_uri(explicit_uri)
-    mlflow = tracking.client(uri)
-    try:
-        previous = mlflow.get_run(parent)
-    except MlflowException as err:
-        raise ValueError(f"no MLflow run '{parent}' in {uri}") from err
+    mlflow, previous = tracking.existing_run(uri, parent)
     if previous.data.tags.get("role") != "sweep" or "sweep.json" not in previous.data.params:
         raise ValueError(f"run {parent} is not a sweep's parent run (made by `harness sweep`)")
     if previous.info.status == "FINISHED":

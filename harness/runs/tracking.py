@@ -71,6 +71,22 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def existing_run(uri: str, run_id: str):
+    """An MLflow client of `uri` and its run `run_id`; ValueError naming both when there is no such run.
+
+    A local SQLite store that does not exist is named and left uncreated (opening it would write an
+    empty store there, and a mistyped path would then look like a store without that run)."""
+    from harness.runs.store import missing_local_store
+
+    if (database := missing_local_store(uri)) is not None:
+        raise ValueError(f"no MLflow run '{run_id}': there is no tracking store at {database}")
+    mlflow = client(uri)
+    try:
+        return mlflow, mlflow.get_run(run_id)
+    except MlflowException as err:
+        raise ValueError(f"no MLflow run '{run_id}' in {uri}") from err
+
+
 def _copy_empty_schema(database: Path) -> None:
     """Start a new SQLite store as a copy of an empty database that MLflow's migrations already ran on.
 
