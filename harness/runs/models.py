@@ -200,7 +200,8 @@ def load_logged(model_uri: str, tracking: str) -> LoggedModel:
             config = json.loads(paths[CONFIG_ARTIFACT].read_text()) if CONFIG_ARTIFACT in paths else {}
         except (OSError, ValueError):
             config = {}  # unreadable: not the harness' configuration
-        if WEIGHTS_ARTIFACT not in paths or not isinstance(config, dict) or not {"model", "variant", "setting"} <= set(config):
+        zoo_config = isinstance(config, dict) and {"model", "variant", "setting"} <= set(config)
+        if WEIGHTS_ARTIFACT not in paths or not zoo_config:
             raise ValueError(f"{model_uri} is not a model logged by the harness (no zoo configuration and "
                              f"safetensors weights among its artifacts: {sorted(artifacts) or 'none'})")
         network = build_model(config, paths[WEIGHTS_ARTIFACT])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -71,7 +71,7 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
-def existing_run(uri: str, run_id: str):
+def existing_run(uri: str, run_id: str) -> tuple[MlflowClient, Run]:
     """An MLflow client of `uri` and its run `run_id`; ValueError naming both when there is no such run.
 
     A local SQLite store that does not exist is named and left uncreated (opening it would write an
