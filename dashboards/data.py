@@ -6,7 +6,6 @@ created (opening it with the MLflow client would create its tables).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,9 +55,9 @@ def version_url(name: str, version: str) -> str:
 
 def store_exists(uri: str) -> bool:
     """False for a SQLite store whose file is missing (nothing to read); True for anything else."""
-    if not uri.startswith("sqlite:///"):
-        return True
-    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).exists()
+    from harness.public import missing_local_store
+
+    return missing_local_store(uri) is None
 
 
 def _client(uri: str):

@@ -87,5 +87,5 @@ def missing_local_store(uri: str) -> Path | None:
     """The database file of a local SQLite store that does not exist yet (opening it would create it); else None."""
     if not uri.startswith("sqlite:///"):
         return None
-    database = Path(uri[len("sqlite:///"):]).resolve()
+    database = Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()  # without SQLAlchemy's ?query options
     return None if database.exists() else database
