@@ -184,14 +184,12 @@ class MissingStore:
 def open_reader(uri: str) -> RunReader:
     """The reader for the store at `uri`: direct for a local SQLite file that exists, none for one that does
     not, MLflow's client otherwise."""
-    from harness.public import missing_local_store
+    from harness.public import sqlite_file
 
-    if uri.startswith("sqlite:///"):
-        database = missing_local_store(uri)
-        if database is not None:
-            return MissingStore(database)
-        return _Checked(SqliteReader(Path(uri[len("sqlite:///"):]).resolve(), uri))
-    return MlflowReader(uri)
+    database = sqlite_file(uri)
+    if database is None:
+        return MlflowReader(uri)
+    return _Checked(SqliteReader(database, uri)) if database.exists() else MissingStore(database)
 
 
 class _Checked:

@@ -62,6 +62,13 @@ def check_answers(uri: str) -> None:
     _ANSWERED.add(uri)
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a local `sqlite:///` store (without SQLAlchemy's ?options); None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()
+
+
 def local_store_state(uri: str) -> str | None:
     """A fingerprint of a local SQLite store's files (path, inode, size, mtime); None for any other store.
 
@@ -69,9 +76,9 @@ def local_store_state(uri: str) -> str | None:
     fingerprint means no run, metric or tag was written since: what a cached answer may rely on.
     A server's store (http, postgresql) cannot be fingerprinted without asking it, so it gets None.
     """
-    if not uri.startswith("sqlite:///"):
+    database = sqlite_file(uri)
+    if database is None:
         return None
-    database = Path(uri[len("sqlite:///"):]).resolve()
     parts = []
     for path in (database, Path(f"{database}-wal"), Path(f"{database}-journal")):
         try:
@@ -85,7 +92,5 @@ def local_store_state(uri: str) -> str | None:
 
 def missing_local_store(uri: str) -> Path | None:
     """The database file of a local SQLite store that does not exist yet (opening it would create it); else None."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    database = Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()  # without SQLAlchemy's ?query options
-    return None if database.exists() else database
+    database = sqlite_file(uri)
+    return None if database is None or database.exists() else database

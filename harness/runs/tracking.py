@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from harness.runs.store import home
+from harness.runs.store import home, missing_local_store, sqlite_file
 
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
 BATCH = 900  # MLflow accepts at most 1000 entities per log_batch
@@ -32,11 +32,6 @@ OUTPUT_COMPRESSION = 1  # zlib level of saved PNGs (lossless at every level; 1 i
 _READY_STORES: set[str] = set()  # SQLite stores this process has already seen initialised
 
 
-def _sqlite_file(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` store; None for any other store."""
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-
-
 @contextlib.contextmanager
 def store_lock(uri: str):
     """Hold an exclusive inter-process lock on a SQLite store (a no-op for other stores).
@@ -46,7 +41,7 @@ def store_lock(uri: str):
     an experiment twice fails the slower process. Both steps run under this lock. Ordinary writes
     need no lock: SQLite serialises them and pysqlite waits for a busy database.
     """
-    database = _sqlite_file(uri)
+    database = sqlite_file(uri)
     if database is None:
         yield
         return
@@ -63,7 +58,7 @@ def client(uri: str) -> MlflowClient:
     """An MLflow client bound to `uri`; a new SQLite store is created by one process at a time."""
     if uri.startswith("sqlite:") and uri not in _READY_STORES:
         with store_lock(uri):
-            database = _sqlite_file(uri)
+            database = sqlite_file(uri)
             if database is not None:
                 _copy_empty_schema(database)
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates/migrates the schema
@@ -76,8 +71,6 @@ def existing_run(uri: str, run_id: str) -> tuple[MlflowClient, Run]:
 
     A local SQLite store that does not exist is named and left uncreated (opening it would write an
     empty store there, and a mistyped path would then look like a store without that run)."""
-    from harness.runs.store import missing_local_store
-
     if (database := missing_local_store(uri)) is not None:
         raise ValueError(f"no MLflow run '{run_id}': there is no tracking store at {database}")
     mlflow = client(uri)
